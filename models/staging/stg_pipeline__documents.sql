@@ -1,0 +1,9 @@
+with
+
+source as (
+
+    select * from {{ source('pipeline', 'documents') }}
+
+)
+
+select * from source

@@ -1,0 +1,199 @@
+"""Read dataset embeddings out of a ChromaDB collection into Arrow, page by page."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import ClusteringInputError
+from .validation import check_dimensions, check_embeddings, positive_int
+
+__all__ = ["COLLECTION_NAME_RE", "embedding_matrix", "get_client", "open_collection", "read_collection"]
+
+# Chroma's own rule for collection names (3-512 chars, [a-zA-Z0-9._-],
+# alphanumeric at both ends). Checked here so that a bad name fails with the
+# var's name in the message, before Chroma is touched.
+COLLECTION_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
+
+_CLIENTS: dict[str, object] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+SAMPLE_HINT = "To create the embedded sample store, run: .venv/bin/python -m mdc_clustering.sample"
+
+
+def get_client(path: str | Path):
+    """Return this process's one ``chromadb.PersistentClient`` for ``path``.
+
+    Chroma creates an empty store when pointed at a missing directory; this
+    refuses to, so a typo in ``chroma_path`` fails loudly instead of
+    clustering nothing. Creating several clients at once races inside Chroma,
+    so clients are created behind a lock and shared.
+    """
+    store = Path(path).expanduser().resolve()
+    if not store.is_dir():
+        raise ClusteringInputError(
+            f"Chroma store not found: var chroma_path = {str(path)!r} (resolved to {store}) "
+            f"is not a directory. Point chroma_path at an existing Chroma persistent directory. "
+            f"{SAMPLE_HINT}"
+        )
+    if not (store / "chroma.sqlite3").is_file():
+        raise ClusteringInputError(
+            f"Chroma store not found: {store} exists but holds no chroma.sqlite3, so it is not a "
+            f"Chroma persistent directory. Check var chroma_path. {SAMPLE_HINT}"
+        )
+    key = str(store)
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            import chromadb
+            from chromadb.config import Settings
+
+            _CLIENTS[key] = chromadb.PersistentClient(
+                path=key, settings=Settings(anonymized_telemetry=False)
+            )
+        return _CLIENTS[key]
+
+
+def open_collection(path: str | Path, name: str):
+    """Open an existing collection; never create one."""
+    if not isinstance(name, str) or not COLLECTION_NAME_RE.match(name) or ".." in name:
+        raise ClusteringInputError(
+            f"var chroma_collection = {name!r} is not a valid Chroma collection name: use 3-512 "
+            "characters of letters, digits, '.', '_' or '-', starting and ending with a letter or digit."
+        )
+    client = get_client(path)
+    from chromadb.errors import NotFoundError
+
+    try:
+        return client.get_collection(name)
+    except NotFoundError:
+        existing = sorted(c.name for c in client.list_collections())
+        raise ClusteringInputError(
+            f"Chroma collection {name!r} not found in store {path!s}. "
+            f"Collections there: {existing or 'none'}. Set var chroma_collection to one of them. "
+            f"{SAMPLE_HINT}"
+        ) from None
+
+
+def _as_matrix(embeddings, ids, source) -> np.ndarray:
+    if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
+        return np.ascontiguousarray(embeddings, dtype=np.float32)
+    rows = [np.asarray(e, dtype=np.float32).reshape(-1) for e in embeddings]
+    check_dimensions(ids, [r.size for r in rows], source=source)
+    return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
+
+
+def read_collection(
+    path: str | Path,
+    name: str,
+    *,
+    page_size: int = 2000,
+    on_invalid: str = "error",
+    progress: Callable[[str], None] | None = None,
+) -> pa.Table:
+    """Pull every item of a Chroma collection into an Arrow table.
+
+    Ids are fetched first, then embeddings and metadata page by page
+    (``collection.get(ids=page)``), so that memory stays at the float32
+    matrix plus one page, whatever the collection's size.
+
+    Parameters
+    ----------
+    path
+        Chroma persistent directory.
+    name
+        Collection name.
+    page_size
+        Items fetched per ``get`` call.
+    on_invalid
+        ``"error"`` or ``"exclude"``: what to do with NaN/inf or zero-norm
+        embeddings (see :func:`mdc_clustering.validation.check_embeddings`).
+    progress
+        Called with a one-line message after each page, and with
+        ``final=True`` for the closing summary (see
+        :func:`mdc_clustering.progress.dbt_progress`).
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per dataset, sorted by ``dataset_id``, with columns
+        ``dataset_id`` (string), ``document_id`` (string, from metadata; null
+        where absent), ``dataset_type`` (string or null, from metadata),
+        ``embedding`` (fixed-size list of float32) and ``embedding_norm``
+        (float64 L2 norm).
+    """
+    page_size = positive_int("chroma_page_size", page_size)
+    started = time.perf_counter()
+    collection = open_collection(path, name)
+    source = f"Chroma collection {name!r} at {path!s}"
+    ids: list[str] = list(collection.get(include=[])["ids"])
+    check_embeddings(ids, np.zeros((len(ids), 1), np.float32) + 1, source=source)  # empty + duplicate ids
+
+    n = len(ids)
+    matrix: np.ndarray | None = None
+    out_ids = np.empty(n, dtype=object)
+    doc_ids = np.empty(n, dtype=object)
+    types = np.empty(n, dtype=object)
+    filled = 0
+    for start in range(0, n, page_size):
+        page = collection.get(ids=ids[start : start + page_size], include=["embeddings", "metadatas"])
+        page_ids = page["ids"]
+        vectors = _as_matrix(page["embeddings"], page_ids, source)
+        if matrix is None:
+            matrix = np.empty((n, vectors.shape[1]), dtype=np.float32)
+        elif vectors.shape[1] != matrix.shape[1]:
+            check_dimensions(
+                [ids[0], page_ids[0]], [matrix.shape[1], vectors.shape[1]], source=source
+            )
+        stop = filled + len(page_ids)
+        matrix[filled:stop] = vectors
+        out_ids[filled:stop] = page_ids
+        metadatas = page["metadatas"] or [None] * len(page_ids)
+        doc_ids[filled:stop] = [(m or {}).get("document_id") for m in metadatas]
+        types[filled:stop] = [(m or {}).get("dataset_type") for m in metadatas]
+        filled = stop
+        if progress is not None:
+            progress(f"read {filled}/{n} embeddings")
+    assert matrix is not None and filled == n
+
+    keep = check_embeddings(out_ids, matrix, source=source, on_invalid=on_invalid)
+    order = np.argsort(out_ids.astype(str), kind="stable")
+    order = order[keep[order]]
+    matrix = matrix[order]
+    dim = matrix.shape[1]
+    norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
+    table = pa.table(
+        {
+            "dataset_id": pa.array(out_ids[order].tolist(), pa.string()),
+            "document_id": pa.array([None if v is None else str(v) for v in doc_ids[order]], pa.string()),
+            "dataset_type": pa.array([None if v is None else str(v) for v in types[order]], pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim),
+            "embedding_norm": pa.array(norms, pa.float64()),
+        }
+    )
+    if progress is not None:
+        progress(
+            f"{table.num_rows} embeddings of dimension {dim} from {name!r} "
+            f"in {time.perf_counter() - started:.1f}s",
+            final=True,
+        )
+    return table
+
+
+def embedding_matrix(table: pa.Table, column: str = "embedding") -> np.ndarray:
+    """Return the fixed-size-list column of ``table`` as a C-contiguous float32 matrix (no copy when possible)."""
+    col = table.column(column).combine_chunks()
+    if isinstance(col, pa.ChunkedArray):
+        col = col.chunk(0) if col.num_chunks else pa.array([], col.type)
+    if not pa.types.is_fixed_size_list(col.type):
+        raise ClusteringInputError(
+            f"column {column!r} must be a fixed-size list of floats (DuckDB FLOAT[d]), got {col.type}"
+        )
+    dim = col.type.list_size
+    values = col.flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(values.reshape(-1, dim), dtype=np.float32)

@@ -1,0 +1,36 @@
+"""Progress lines for long steps, written to dbt's own log and console."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+__all__ = ["dbt_progress"]
+
+
+def _emit(message: str) -> None:
+    try:
+        from dbt_common.events.base_types import EventLevel
+        from dbt_common.events.functions import fire_event
+        from dbt_common.events.types import Note
+    except ImportError:  # outside dbt (pytest, scripts)
+        print(message, file=sys.stderr, flush=True)
+        return
+    fire_event(Note(msg=message), level=EventLevel.INFO)
+
+
+def dbt_progress(step: str, *, every_seconds: float = 10.0) -> Callable[..., None]:
+    """Return a callback that logs ``"<step>: <message>"`` at most every ``every_seconds``.
+
+    Call it with ``final=True`` for a summary line, which is always written.
+    """
+    last = [float("-inf")]
+
+    def report(message: str, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if final or now - last[0] >= every_seconds:
+            last[0] = now
+            _emit(f"{step}: {message}")
+
+    return report

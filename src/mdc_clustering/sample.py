@@ -1,0 +1,203 @@
+"""Load the embedded sample into a Chroma store and a pipeline DuckDB file.
+
+The sample (``data/sample/*.parquet``, made by
+``scripts/make_sample_embeddings.py``) stands in for the earlier phases of
+the citation-mining pipeline, so that a fresh clone builds without them:
+
+* a Chroma persistent store with one collection, ids = ``dataset_id``,
+  metadata ``document_id``, 384-d embeddings;
+* a DuckDB file with ``main.documents`` (one row per R package),
+  ``main.datasets`` (one row per R dataset, ``cluster`` and
+  ``dataset_type`` NULL) and ``main.engineered_feature_values`` holding
+  three text features of an "earlier phase", so that this phase can prove it
+  loses none of them.
+
+Both steps are idempotent: an existing store or table is left alone. The
+Chroma store is written to a temporary directory and renamed into place, so
+an interrupted load never leaves a half-filled store behind.
+
+Usage::
+
+    python -m mdc_clustering.sample [--db PATH] [--chroma PATH] [--collection NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["DEFAULT_COLLECTION", "load_chroma", "load_database", "main"]
+
+DEFAULT_COLLECTION = "rdatasets_help_pages"
+SAMPLE_TIMESTAMP = "2026-01-01 00:00:00"
+
+PIPELINE_DDL = """
+create table if not exists main.documents (
+    doi varchar primary key,
+    title varchar,
+    n_datasets integer,
+    created_at timestamp,
+    updated_at timestamp
+);
+create table if not exists main.datasets (
+    dataset_id varchar primary key,
+    document_id varchar not null,
+    total_tokens bigint,
+    avg_tokens_per_chunk double,
+    total_char_length bigint,
+    clean_text_length bigint,
+    cluster varchar,
+    dataset_type varchar,
+    text varchar,
+    created_at timestamp,
+    updated_at timestamp
+);
+create table if not exists main.engineered_feature_values (
+    dataset_id varchar not null,
+    document_id varchar not null,
+    feature_name varchar not null,
+    feature_value double,
+    created_at timestamp,
+    updated_at timestamp,
+    primary key (dataset_id, document_id, feature_name)
+);
+"""
+
+
+def _log(message: str) -> None:
+    print(f"[sample] {message}", file=sys.stderr, flush=True)
+
+
+def load_chroma(sample_dir: Path, chroma_path: Path, collection: str, *, exclude: set[str] = frozenset()) -> bool:
+    """Create the Chroma store unless it exists. Returns True when it was created."""
+    if chroma_path.exists():
+        _log(f"Chroma store {chroma_path} exists; left as it is")
+        return False
+    import chromadb
+    from chromadb.config import Settings
+
+    embeddings = pq.read_table(sample_dir / "embeddings.parquet")
+    datasets = pq.read_table(sample_dir / "datasets.parquet", columns=["dataset_id", "document_id"])
+    doc_of = dict(zip(datasets["dataset_id"].to_pylist(), datasets["document_id"].to_pylist(), strict=True))
+    ids = embeddings["dataset_id"].to_pylist()
+    col = embeddings["embedding"].combine_chunks()
+    matrix = col.flatten().to_numpy().reshape(-1, col.type.list_size)
+    keep = [i for i, dataset_id in enumerate(ids) if dataset_id not in exclude]
+
+    staging = chroma_path.with_name(chroma_path.name + f".loading-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    client = chromadb.PersistentClient(path=str(staging), settings=Settings(anonymized_telemetry=False))
+    coll = client.create_collection(collection, metadata={"hnsw:space": "cosine"}, embedding_function=None)
+    batch = client.get_max_batch_size()
+    for start in range(0, len(keep), batch):
+        rows = keep[start : start + batch]
+        coll.add(
+            ids=[ids[i] for i in rows],
+            embeddings=np.ascontiguousarray(matrix[rows], dtype=np.float32),
+            metadatas=[{"document_id": doc_of[ids[i]]} for i in rows],
+        )
+    del coll, client
+    os.replace(staging, chroma_path)
+    _log(f"Chroma store {chroma_path}: collection {collection!r} with {len(keep)} embeddings")
+    return True
+
+
+def load_database(sample_dir: Path, db_path: Path, *, exclude: set[str] = frozenset()) -> bool:
+    """Create the pipeline tables and fill them from the sample unless ``datasets`` has rows."""
+    import duckdb
+
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(db_path))
+    try:
+        con.execute(PIPELINE_DDL)
+        if con.execute("select count(*) from main.datasets").fetchall()[0][0] > 0:
+            _log(f"pipeline database {db_path} already holds datasets; left as it is")
+            return False
+        datasets = pq.read_table(sample_dir / "datasets.parquet")
+        if exclude:
+            mask = pa.array([d not in exclude for d in datasets["dataset_id"].to_pylist()])
+            datasets = datasets.filter(mask)
+        con.register("sample_datasets", datasets)
+        ts = f"timestamp '{SAMPLE_TIMESTAMP}'"
+        con.execute("begin transaction")
+        con.execute(
+            f"""
+            insert into main.documents
+            select document_id, replace(document_id, 'rdatasets:', 'R package '), count(*), {ts}, {ts}
+            from sample_datasets
+            where document_id not in (select doi from main.documents)
+            group by document_id
+            order by document_id
+            """
+        )
+        con.execute(
+            f"""
+            insert into main.datasets
+            select dataset_id, document_id, total_tokens, avg_tokens_per_chunk, total_char_length,
+                   clean_text_length, null, null, text, {ts}, {ts}
+            from sample_datasets
+            order by dataset_id
+            """
+        )
+        # Three features of an "earlier phase" of the pipeline: this phase
+        # must never change or lose them.
+        con.execute(
+            f"""
+            insert into main.engineered_feature_values
+            select dataset_id, document_id, feature_name, feature_value, {ts}, {ts}
+            from (
+                unpivot (
+                    select dataset_id, document_id,
+                           cast(total_tokens as double) as context_token_count,
+                           cast(clean_text_length as double) as context_char_length,
+                           cast(length(regexp_replace(text, '[^0-9]', '', 'g')) as double)
+                               / greatest(length(text), 1) as context_digit_share
+                    from sample_datasets
+                )
+                on context_token_count, context_char_length, context_digit_share
+                into name feature_name value feature_value
+            )
+            order by dataset_id, feature_name
+            """
+        )
+        con.execute("commit")
+        counts = {
+            t: con.execute(f"select count(*) from main.{t}").fetchall()[0][0]
+            for t in ("documents", "datasets", "engineered_feature_values")
+        }
+        _log(f"pipeline database {db_path}: {counts}")
+        return True
+    finally:
+        con.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Load the embedded sample (idempotent).")
+    parser.add_argument("--sample-dir", type=Path, default=Path("data/sample"))
+    parser.add_argument("--db", type=Path, default=Path(os.environ.get("MDC_DUCKDB_PATH", "data/pipeline.duckdb")))
+    parser.add_argument("--chroma", type=Path, default=Path("data/chroma"))
+    parser.add_argument("--collection", default=DEFAULT_COLLECTION)
+    parser.add_argument(
+        "--exclude-file", type=Path, default=None,
+        help="a text file of dataset_ids (one a line) to leave out, e.g. to add them later",
+    )
+    args = parser.parse_args(argv)
+    if not (args.sample_dir / "embeddings.parquet").is_file():
+        parser.error(f"no sample at {args.sample_dir}: expected embeddings.parquet and datasets.parquet there")
+    exclude: set[str] = set()
+    if args.exclude_file is not None:
+        exclude = {line.strip() for line in args.exclude_file.read_text().splitlines() if line.strip()}
+    load_chroma(args.sample_dir, args.chroma, args.collection, exclude=exclude)
+    load_database(args.sample_dir, args.db, exclude=exclude)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Checks on embeddings and parameters, run before any heavy work."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import ClusteringInputError, ParameterError
+
+__all__ = [
+    "INVALID_EMBEDDING_POLICIES",
+    "THRESHOLD_METHODS",
+    "check_dimensions",
+    "check_embeddings",
+    "positive_int",
+    "optional_positive_int",
+    "positive_float",
+    "optional_similarity",
+    "choice",
+]
+
+THRESHOLD_METHODS = ("degree_target", "percentile_90", "elbow_method")
+INVALID_EMBEDDING_POLICIES = ("error", "exclude")
+
+_SHOW = 5  # how many offending ids an error message lists
+
+
+def _listing(ids: Sequence[str]) -> str:
+    head = ", ".join(repr(str(i)) for i in ids[:_SHOW])
+    more = f" and {len(ids) - _SHOW} more" if len(ids) > _SHOW else ""
+    return head + more
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null"))
+
+
+def positive_int(name: str, value: object) -> int:
+    """Return ``value`` as an int, or raise naming the dbt var ``name``."""
+    if isinstance(value, bool):
+        raise ParameterError(f"var '{name}' must be a positive integer, got {value!r}")
+    try:
+        as_float = float(value)  # dbt renders vars into config as strings
+    except (TypeError, ValueError):
+        raise ParameterError(f"var '{name}' must be a positive integer, got {value!r}") from None
+    if not as_float.is_integer() or as_float < 1:
+        raise ParameterError(f"var '{name}' must be a positive integer, got {value!r}")
+    return int(as_float)
+
+
+def optional_positive_int(name: str, value: object) -> int | None:
+    """Like :func:`positive_int`, but ``None``/``'none'``/empty mean "off"."""
+    return None if _is_missing(value) else positive_int(name, value)
+
+
+def positive_float(name: str, value: object) -> float:
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"var '{name}' must be a positive number, got {value!r}") from None
+    if not math.isfinite(as_float) or as_float <= 0:
+        raise ParameterError(f"var '{name}' must be a positive number, got {value!r}")
+    return as_float
+
+
+def optional_similarity(name: str, value: object) -> float | None:
+    """A cosine similarity in [-1, 1], or ``None`` when unset."""
+    if _is_missing(value):
+        return None
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"var '{name}' must be a number in [-1, 1] or null, got {value!r}") from None
+    if not (-1.0 <= as_float <= 1.0):
+        raise ParameterError(f"var '{name}' must be a number in [-1, 1] or null, got {value!r}")
+    return as_float
+
+
+def choice(name: str, value: object, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ParameterError(f"var '{name}' must be one of {', '.join(allowed)}; got {value!r}")
+    return str(value)
+
+
+def check_embeddings(
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    *,
+    source: str,
+    on_invalid: str = "error",
+) -> np.ndarray:
+    """Check a matrix of embeddings and return a boolean mask of rows to keep.
+
+    Parameters
+    ----------
+    ids
+        One id per row of ``vectors``.
+    vectors
+        ``float32`` array of shape ``(n, d)``.
+    source
+        Where the rows came from (e.g. ``"Chroma collection 'x' at /path"``),
+        used in messages.
+    on_invalid
+        ``"error"`` raises :class:`ClusteringInputError` on rows with NaN/inf
+        values or a zero norm; ``"exclude"`` warns and drops them.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of shape ``(n,)``; all ``True`` unless rows were excluded.
+
+    Raises
+    ------
+    ClusteringInputError
+        On an empty input, duplicate ids (always), or invalid rows when
+        ``on_invalid == "error"``.
+    """
+    choice("invalid_embeddings", on_invalid, INVALID_EMBEDDING_POLICIES)
+    n = len(ids)
+    if n == 0:
+        raise ClusteringInputError(
+            f"{source} holds no embeddings. Add the datasets' embeddings to it "
+            "(collection.add(ids=..., embeddings=..., metadatas=...)) or point the "
+            "vars chroma_path / chroma_collection at a populated collection."
+        )
+    if vectors.ndim != 2 or vectors.shape[0] != n:
+        raise ClusteringInputError(
+            f"{source}: expected one embedding per id ({n}), got an array of shape {vectors.shape}"
+        )
+    unique, counts = np.unique(np.asarray(ids, dtype=object).astype(str), return_counts=True)
+    if unique.size != n:
+        dupes = list(unique[counts > 1])
+        raise ClusteringInputError(
+            f"{source} has duplicate ids: {_listing(dupes)}. Each dataset_id must appear once; "
+            "remove or rename the duplicates."
+        )
+    finite = np.isfinite(vectors).all(axis=1)
+    norms = np.linalg.norm(np.where(finite[:, None], vectors, 0.0), axis=1)
+    zero = finite & (norms == 0.0)
+    bad_values = np.flatnonzero(~finite)
+    bad_zero = np.flatnonzero(zero)
+    problems = []
+    if bad_values.size:
+        problems.append(f"{bad_values.size} with NaN or infinite values ({_listing([ids[i] for i in bad_values])})")
+    if bad_zero.size:
+        problems.append(f"{bad_zero.size} with zero norm ({_listing([ids[i] for i in bad_zero])})")
+    keep = finite & ~zero
+    if problems:
+        message = f"{source}: invalid embeddings: " + "; ".join(problems) + "."
+        if on_invalid == "error":
+            raise ClusteringInputError(
+                message + " Re-embed those datasets, or set the var invalid_embeddings: exclude "
+                "to leave them out of this phase (their cluster becomes NULL)."
+            )
+        warnings.warn(message + " They are excluded (invalid_embeddings: exclude).", stacklevel=2)
+        if not keep.any():
+            raise ClusteringInputError(f"{source}: every embedding is invalid; nothing to cluster.")
+    return keep
+
+
+def check_dimensions(ids: Sequence[str], dims: Sequence[int], *, source: str) -> int:
+    """Return the single embedding dimension, or raise naming the odd rows."""
+    dims_arr = np.asarray(dims)
+    values, counts = np.unique(dims_arr, return_counts=True)
+    if values.size > 1:
+        common = int(values[np.argmax(counts)])
+        odd = [ids[i] for i in np.flatnonzero(dims_arr != common)]
+        raise ClusteringInputError(
+            f"{source} mixes embedding dimensions {sorted(int(v) for v in values)}; "
+            f"most rows have {common}, these do not: {_listing(odd)}. "
+            "All embeddings must come from the same model; re-embed the odd ones."
+        )
+    return int(values[0])
