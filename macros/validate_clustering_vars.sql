@@ -1,0 +1,64 @@
+{#-
+    Checks every clustering var before any model runs (called from
+    on-run-start in dbt_project.yml), so that a bad value stops the build
+    with the var's name and the allowed values, before the Chroma pull or the
+    k-NN. Vars also reach SQL text only through these checks (numbers are
+    rendered with | int / | float), so a hostile value cannot inject SQL.
+-#}
+{% macro _is_plain_number(value) -%}
+    {{ return(value is number and value is not sameas true and value is not sameas false) }}
+{%- endmacro %}
+
+{% macro _fail_var(name, value, allowed) -%}
+    {{ exceptions.raise_compiler_error(
+        "var '" ~ name ~ "' must be " ~ allowed ~ "; got " ~ (value | string | tojson)
+        ~ ". Fix it in dbt_project.yml or in --vars."
+    ) }}
+{%- endmacro %}
+
+{% macro check_positive_int_var(name, allow_null=false) -%}
+    {%- set value = var(name) -%}
+    {%- if value is none and allow_null -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- if not _is_plain_number(value) or value != (value | int) or value < 1 -%}
+        {{ _fail_var(name, value, "a positive integer" ~ (" or null" if allow_null else "")) }}
+    {%- endif -%}
+    {{ return(value | int) }}
+{%- endmacro %}
+
+{% macro validate_clustering_vars() -%}
+    {%- if execute -%}
+        {%- set methods = ['degree_target', 'percentile_90', 'elbow_method'] -%}
+        {%- if var('threshold_method') not in methods -%}
+            {{ _fail_var('threshold_method', var('threshold_method'), "one of " ~ methods | join(', ')) }}
+        {%- endif -%}
+        {%- set given = var('similarity_threshold') -%}
+        {%- if given is not none and (not _is_plain_number(given) or given < -1 or given > 1) -%}
+            {{ _fail_var('similarity_threshold', given, "null or a number in [-1, 1]") }}
+        {%- endif -%}
+        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size'] -%}
+            {%- do check_positive_int_var(name) -%}
+        {%- endfor -%}
+        {%- for name in ['max_cluster_size', 'target_n_clusters'] -%}
+            {%- do check_positive_int_var(name, allow_null=true) -%}
+        {%- endfor -%}
+        {%- set max_size = var('max_cluster_size') -%}
+        {%- if max_size is not none and max_size < var('min_cluster_size') -%}
+            {{ _fail_var('max_cluster_size', max_size, "null or at least min_cluster_size (" ~ var('min_cluster_size') ~ ")") }}
+        {%- endif -%}
+        {%- for name in ['resolution', 'target_n_clusters_tolerance'] -%}
+            {%- if not _is_plain_number(var(name)) or var(name) <= 0 -%}
+                {{ _fail_var(name, var(name), "a positive number") }}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- set seed = var('random_seed') -%}
+        {%- if not _is_plain_number(seed) or seed != (seed | int) or seed < 0 -%}
+            {{ _fail_var('random_seed', seed, "a non-negative integer") }}
+        {%- endif -%}
+        {%- if var('invalid_embeddings') not in ['error', 'exclude'] -%}
+            {{ _fail_var('invalid_embeddings', var('invalid_embeddings'), "one of error, exclude") }}
+        {%- endif -%}
+    {%- endif -%}
+    select 1 as vars_checked
+{%- endmacro %}

@@ -1,0 +1,131 @@
+{#-
+    One row: the similarity threshold for the graph, and what it gives.
+
+    - similarity_threshold var set: that value ('given').
+    - degree_target: keep the strongest round(target_degree * n_nodes / 2)
+      undirected pairs, so that the mean degree 2E/N is about target_degree;
+      the threshold is the similarity of the last pair kept (ties at it are
+      kept too). All pairs when there are fewer.
+    - percentile_90: the 90th percentile (linear interpolation) of the
+      directed k-NN similarities.
+    - elbow_method: the largest gap between consecutive values of the sorted
+      k-NN similarities; the threshold is the value just above the gap (on
+      equal gaps, the one at the higher similarity).
+-#}
+{%- set method = var('threshold_method') -%}
+{%- set given = var('similarity_threshold') -%}
+
+with
+
+neighbors as (
+
+    select * from {{ ref('int_dataset_neighbors_searched') }}
+
+),
+
+pairs as (
+
+    select * from {{ ref('int_neighbor_pairs_deduplicated') }}
+
+),
+
+embeddings as (
+
+    select * from {{ ref('stg_chroma__embeddings') }}
+
+),
+
+graph_size as (
+
+    select
+        count(*) as n_nodes,
+        (select count(*) from pairs) as n_candidate_pairs,
+        cast(round({{ var('target_degree') | int }} * count(*) / 2.0) as bigint) as wanted_edges,
+    from embeddings
+
+),
+
+ranked_pairs as (
+
+    select
+        similarity,
+        row_number() over (order by similarity desc, source_id, target_id) as pair_rank,
+    from pairs
+
+),
+
+degree_target as (
+
+    select min(ranked_pairs.similarity) as threshold
+    from ranked_pairs
+    cross join graph_size
+    where ranked_pairs.pair_rank <= graph_size.wanted_edges
+
+),
+
+percentile_90 as (
+
+    select quantile_cont(similarity, 0.9) as threshold
+    from neighbors
+
+),
+
+gaps as (
+
+    select
+        similarity,
+        similarity - lead(similarity) over (order by similarity desc) as gap_below,
+    from neighbors
+
+),
+
+elbow_method as (
+
+    select similarity as threshold
+    from gaps
+    where gap_below is not null
+    order by gap_below desc, similarity desc
+    limit 1
+
+),
+
+chosen as (
+
+    select
+        {% if given is not none -%}
+        'given' as threshold_method,
+        cast({{ given | float }} as double) as similarity_threshold,
+        {%- else -%}
+        '{{ method }}' as threshold_method,
+        cast((select threshold from {{ method }}) as double) as similarity_threshold,
+        {%- endif %}
+
+),
+
+kept_edges as (
+
+    select count(*) as n_edges
+    from pairs
+    cross join chosen
+    where pairs.similarity >= chosen.similarity_threshold
+
+),
+
+result as (
+
+    select
+        chosen.threshold_method,
+        chosen.similarity_threshold,
+        graph_size.n_nodes,
+        graph_size.n_candidate_pairs,
+        kept_edges.n_edges,
+        2.0 * kept_edges.n_edges / nullif(graph_size.n_nodes, 0) as mean_degree,
+        {{ var('target_degree') | int }} as target_degree,
+        {{ var('k_neighbors') | int }} as k_neighbors,
+    from chosen
+    cross join graph_size
+    cross join kept_edges
+
+)
+
+select * from result

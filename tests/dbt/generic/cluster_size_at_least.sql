@@ -1,0 +1,12 @@
+{#- Passes when every (non-null) cluster of the column has at least min_size rows. -#}
+{% test cluster_size_at_least(model, column_name, min_size) %}
+
+select
+    {{ column_name }} as cluster,
+    count(*) as cluster_size,
+from {{ model }}
+where {{ column_name }} is not null
+group by {{ column_name }}
+having count(*) < {{ min_size | int }}
+
+{% endtest %}
