@@ -1,0 +1,71 @@
+{#-
+    Writes this run's cluster membership into the pipeline's own `datasets`
+    table, in place (schema main). Only `cluster` and `updated_at` change, and
+    only on rows whose cluster changed: the model's rows are exactly those
+    changes, merged by dataset_id. Rows of datasets without an embedding in
+    the collection get cluster NULL. `full_refresh: false` keeps a
+    `--full-refresh` from rebuilding (and so emptying) the shared table.
+-#}
+{{
+    config(
+        materialized='incremental',
+        schema='main',
+        alias='datasets',
+        incremental_strategy='merge',
+        unique_key='dataset_id',
+        merge_update_columns=['cluster', 'updated_at'],
+        full_refresh=false,
+        tags=['clustering'],
+    )
+}}
+
+with
+
+datasets as (
+
+    select * from {{ ref('stg_pipeline__datasets') }}
+
+),
+
+memberships as (
+
+    select * from {{ ref('int_datasets_clustered') }}
+
+),
+
+assigned as (
+
+    select
+        datasets.* exclude (cluster, updated_at),
+        memberships.cluster,
+        datasets.cluster as previous_cluster,
+        datasets.updated_at as previous_updated_at,
+    from datasets
+    left join memberships
+        on datasets.dataset_id = memberships.dataset_id
+
+),
+
+changed as (
+
+    select
+        * exclude (previous_cluster, previous_updated_at),
+        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp) as updated_at,
+    from assigned
+    where cluster is distinct from previous_cluster
+
+)
+
+select
+    dataset_id,
+    document_id,
+    total_tokens,
+    avg_tokens_per_chunk,
+    total_char_length,
+    clean_text_length,
+    cluster,
+    dataset_type,
+    text,
+    created_at,
+    updated_at,
+from changed
