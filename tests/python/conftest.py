@@ -30,3 +30,16 @@ def make_store(path: Path, name: str, ids, vectors, metadatas=None) -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory):
+    """The embedded sample, loaded into a throw-away warehouse and built once with default vars.
+
+    Tests that change it must restore it (or use their own warehouse).
+    """
+    from dbt_runner import Warehouse
+
+    wh = Warehouse(tmp_path_factory.mktemp("sample"))
+    wh.dbt("build")
+    return wh

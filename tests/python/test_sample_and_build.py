@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
 from dbt_runner import Warehouse
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    wh = Warehouse(tmp_path_factory.mktemp("wh"))
-    wh.dbt("build")
-    return wh
 
 
 def test_sample_load_is_idempotent(tmp_path):
@@ -26,9 +18,10 @@ def test_sample_load_is_idempotent(tmp_path):
     assert wh.query("select count(*), sum(hash(dataset_id, text)) from main.datasets") == before
 
 
-def test_sample_tables_follow_the_contract(built):
+def test_sample_tables_follow_the_contract(tmp_path):
+    built = Warehouse(tmp_path)
     assert built.query("select count(*) from main.documents") == [(74,)]
-    assert built.query("select count(*), count(cluster), count(dataset_type) from main.datasets")[0][1:] == (0, 0)
+    assert built.query("select count(*), count(cluster), count(dataset_type) from main.datasets") == [(2293, 0, 0)]
     names = built.query("select distinct feature_name from main.engineered_feature_values order by 1")
     assert [n for (n,) in names][:3] == ["context_char_length", "context_digit_share", "context_token_count"]
     pk = built.query(
@@ -38,7 +31,8 @@ def test_sample_tables_follow_the_contract(built):
     assert pk == [("PRIMARY KEY",)]
 
 
-def test_build_pulls_every_embedding(built):
+def test_build_pulls_every_embedding(sample):
+    built = sample
     sql = "select count(*), min(len(embedding)), max(len(embedding)) from clustering.stg_chroma__embeddings"
     assert built.query(sql) == [(2293, 384, 384)]
     # every embedded dataset has a row in datasets and the same document

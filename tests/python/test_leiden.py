@@ -1,0 +1,146 @@
+"""Leiden wrapper: determinism, size rules, edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mdc_clustering import ParameterError
+from mdc_clustering.knn import exact_knn
+from mdc_clustering.leiden import NO_CLUSTER, build_graph, cluster_labels, leiden_cluster
+from mdc_clustering.tables import cluster_memberships
+
+
+def blobs(rng, n_blobs=6, per_blob=60, d=24, spread=1.0):
+    centres = rng.normal(size=(n_blobs, d)) * 4
+    x = np.vstack([c + rng.normal(size=(per_blob, d)) * spread for c in centres]).astype(np.float32)
+    return x, np.repeat(np.arange(n_blobs), per_blob)
+
+
+def knn_graph(x, k=10):
+    indices, sims = exact_knn(x, k)
+    n = len(x)
+    src = np.repeat(np.arange(n), indices.shape[1])
+    a, b = np.minimum(src, indices.ravel()), np.maximum(src, indices.ravel())
+    _, first = np.unique(a * n + b, return_index=True)
+    return build_graph(n, a[first], b[first], sims.ravel()[first])
+
+
+def test_recovers_separated_blobs(rng):
+    x, truth = blobs(rng)
+    result = leiden_cluster(knn_graph(x))
+    assert result.n_clusters == 6
+    # each blob is exactly one cluster
+    for blob in range(6):
+        assert len(set(result.clusters[truth == blob])) == 1
+    assert 0.7 < result.modularity < 1
+
+
+def test_same_seed_same_labels_other_seed_may_differ(rng):
+    x, _ = blobs(rng, n_blobs=12, per_blob=40, spread=2.5)
+    graph = knn_graph(x, k=15)
+    first = leiden_cluster(graph, 1.0, seed=7)
+    for _ in range(3):
+        again = leiden_cluster(graph, 1.0, seed=7)
+        np.testing.assert_array_equal(first.clusters, again.clusters)
+        np.testing.assert_array_equal(first.communities, again.communities)
+    other = leiden_cluster(graph, 1.0, seed=8)
+    assert other.clusters.shape == first.clusters.shape  # allowed to differ; must be a full labelling
+
+
+def test_min_size_dissolves_small_communities():
+    # a triangle, a pair, and two isolated nodes
+    graph = build_graph(7, np.array([0, 1, 0, 3]), np.array([1, 2, 2, 4]), np.ones(4))
+    result = leiden_cluster(graph, min_cluster_size=3)
+    assert result.clusters.tolist() == [0, 0, 0, NO_CLUSTER, NO_CLUSTER, NO_CLUSTER, NO_CLUSTER]
+    result = leiden_cluster(graph, min_cluster_size=2)
+    assert result.clusters.tolist() == [0, 0, 0, 1, 1, NO_CLUSTER, NO_CLUSTER]
+    result = leiden_cluster(graph, min_cluster_size=1)
+    assert result.clusters.tolist() == [0, 0, 0, 1, 1, 2, 3]  # isolated nodes become singletons
+
+
+def test_labels_are_numbered_largest_first_ties_by_first_member():
+    communities = np.array([5, 5, 9, 9, 9, 2, 2, 7])
+    assert cluster_labels(communities, 2).tolist() == [1, 1, 0, 0, 0, 2, 2, NO_CLUSTER]
+
+
+def test_max_size_splits_oversize_clusters(rng):
+    x, truth = blobs(rng, n_blobs=4, per_blob=100)
+    graph = knn_graph(x, k=12)
+    plain = leiden_cluster(graph)
+    assert np.bincount(plain.clusters[plain.clusters >= 0]).max() == 100
+    capped = leiden_cluster(graph, max_cluster_size=40)
+    sizes = np.bincount(capped.clusters[capped.clusters >= 0])
+    assert sizes.max() <= 40
+    assert capped.n_split >= 4
+    # a split never mixes blobs, and the pieces stay large (no shattering)
+    for cluster in np.unique(capped.clusters[capped.clusters >= 0]):
+        assert len(set(truth[capped.clusters == cluster])) == 1
+    assert sizes.mean() >= 20
+
+
+def test_target_n_clusters_searches_the_resolution(rng):
+    x, _ = blobs(rng, n_blobs=8, per_blob=50, spread=1.5)
+    graph = knn_graph(x, k=15)
+    result = leiden_cluster(graph, target_n_clusters=20, target_tolerance=0.1)
+    assert result.target_reached
+    assert abs(result.n_clusters - 20) <= 2
+    assert result.resolution != 1.0
+    assert result.search[0][0] == 1.0
+
+
+def test_edgeless_graph_and_single_node():
+    result = leiden_cluster(build_graph(3, np.array([]), np.array([]), np.array([])))
+    assert result.clusters.tolist() == [NO_CLUSTER] * 3
+    assert np.isnan(result.modularity) and result.n_components == 3
+    result = leiden_cluster(build_graph(1, np.array([]), np.array([]), np.array([])), min_cluster_size=1)
+    assert result.clusters.tolist() == [0]
+
+
+def test_weights_are_used():
+    # Two triangles joined by a heavy edge and light internal edges: with
+    # weights, the heavy pair decides; without them it would not.
+    edges = [(0, 1, 0.1), (1, 2, 0.1), (0, 2, 0.1), (3, 4, 0.1), (4, 5, 0.1), (3, 5, 0.1), (2, 3, 5.0)]
+    s, t, w = (np.array(v) for v in zip(*edges, strict=True))
+    weighted = leiden_cluster(build_graph(6, s, t, w), min_cluster_size=1)
+    unweighted = leiden_cluster(build_graph(6, s, t, np.ones(7)), min_cluster_size=1)
+    assert weighted.clusters[2] == weighted.clusters[3]
+    assert unweighted.clusters[2] != unweighted.clusters[3]
+
+
+def test_memberships_table_keeps_edgeless_nodes():
+    nodes = pa.table({"dataset_id": ["a", "b", "c", "d", "e"]})
+    edges = pa.table({"source_id": ["a", "a", "b"], "target_id": ["b", "c", "c"], "weight": [0.9, 0.8, 0.7]})
+    table = cluster_memberships(nodes, edges)
+    assert table.column("dataset_id").to_pylist() == ["a", "b", "c", "d", "e"]
+    assert table.column("cluster").to_pylist() == ["cluster_0", "cluster_0", "cluster_0", None, None]
+    assert table.column("community_size").to_pylist() == [3, 3, 3, 1, 1]
+
+
+def test_edges_to_unknown_datasets_are_refused():
+    nodes = pa.table({"dataset_id": ["a", "b"]})
+    edges = pa.table({"source_id": ["a"], "target_id": ["zz"], "weight": [0.5]})
+    with pytest.raises(ValueError, match="no embedding.*zz"):
+        cluster_memberships(nodes, edges)
+
+
+def test_self_loops_are_refused():
+    with pytest.raises(ValueError, match="self loops"):
+        build_graph(2, np.array([1]), np.array([1]), np.array([1.0]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "var"),
+    [
+        ({"resolution": 0}, "resolution"),
+        ({"resolution": "abc"}, "resolution"),
+        ({"min_cluster_size": 0}, "min_cluster_size"),
+        ({"max_cluster_size": 1, "min_cluster_size": 2}, "max_cluster_size"),
+        ({"target_n_clusters": -1}, "target_n_clusters"),
+    ],
+)
+def test_bad_parameters(kwargs, var):
+    graph = build_graph(2, np.array([0]), np.array([1]), np.array([1.0]))
+    with pytest.raises(ParameterError, match=var):
+        leiden_cluster(graph, **kwargs)
