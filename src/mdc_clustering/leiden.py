@@ -11,7 +11,7 @@ import leidenalg
 import numpy as np
 
 from .errors import ClusteringInputError
-from .validation import optional_positive_int, positive_float, positive_int
+from .validation import nonnegative_int, optional_positive_int, positive_float, positive_int
 
 __all__ = ["ClusteringResult", "build_graph", "cluster_labels", "leiden_cluster"]
 
@@ -249,7 +249,7 @@ def leiden_cluster(
     ClusteringResult
     """
     resolution = positive_float("resolution", resolution)
-    seed = int(seed)
+    seed = nonnegative_int("random_seed", seed)
     min_cluster_size = positive_int("min_cluster_size", min_cluster_size)
     max_cluster_size = optional_positive_int("max_cluster_size", max_cluster_size)
     target_n_clusters = optional_positive_int("target_n_clusters", target_n_clusters)

@@ -16,6 +16,7 @@ __all__ = [
     "check_dimensions",
     "check_embeddings",
     "positive_int",
+    "nonnegative_int",
     "optional_positive_int",
     "positive_float",
     "optional_similarity",
@@ -48,6 +49,19 @@ def positive_int(name: str, value: object) -> int:
         raise ParameterError(f"var '{name}' must be a positive integer, got {value!r}") from None
     if not as_float.is_integer() or as_float < 1:
         raise ParameterError(f"var '{name}' must be a positive integer, got {value!r}")
+    return int(as_float)
+
+
+def nonnegative_int(name: str, value: object) -> int:
+    """Return ``value`` as an int >= 0 (e.g. a random seed), or raise naming the var."""
+    if isinstance(value, bool):
+        raise ParameterError(f"var '{name}' must be a non-negative integer, got {value!r}")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"var '{name}' must be a non-negative integer, got {value!r}") from None
+    if not as_float.is_integer() or as_float < 0:
+        raise ParameterError(f"var '{name}' must be a non-negative integer, got {value!r}")
     return int(as_float)
 
 

@@ -138,6 +138,8 @@ def test_self_loops_are_refused():
         ({"min_cluster_size": 0}, "min_cluster_size"),
         ({"max_cluster_size": 1, "min_cluster_size": 2}, "max_cluster_size"),
         ({"target_n_clusters": -1}, "target_n_clusters"),
+        ({"seed": -1}, "random_seed"),
+        ({"seed": "x"}, "random_seed"),
     ],
 )
 def test_bad_parameters(kwargs, var):

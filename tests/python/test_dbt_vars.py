@@ -1,0 +1,30 @@
+"""Bad vars stop the build before any model runs, naming the var, and change nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+BAD_VARS = [
+    ({"threshold_method": "median"}, "threshold_method' must be one of degree_target, percentile_90, elbow_method"),
+    ({"k_neighbors": 0}, "k_neighbors' must be a positive integer"),
+    ({"k_neighbors": 2.5}, "k_neighbors' must be a positive integer"),
+    ({"k_neighbors": "30; drop table main.datasets"}, "k_neighbors' must be a positive integer"),
+    ({"target_degree": -1}, "target_degree' must be a positive integer"),
+    ({"min_cluster_size": "two"}, "min_cluster_size' must be a positive integer"),
+    ({"max_cluster_size": 1}, "max_cluster_size' must be null or at least min_cluster_size"),
+    ({"resolution": 0}, "resolution' must be a positive number"),
+    ({"similarity_threshold": 1.5}, "similarity_threshold' must be null or a number in [-1, 1]"),
+    ({"similarity_threshold": "0.5) as x; drop table main.datasets; --"}, "similarity_threshold' must be null"),
+    ({"random_seed": -3}, "random_seed' must be a non-negative integer"),
+    ({"invalid_embeddings": "ignore"}, "invalid_embeddings' must be one of error, exclude"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_VARS, ids=[str(b) for b, _ in BAD_VARS])
+def test_bad_var_fails_before_any_model(sample, bad, message):
+    before = sample.query("select * from main.datasets order by dataset_id")
+    result = sample.dbt("build", vars=bad, check=False)
+    assert result.returncode != 0
+    assert message in result.stdout
+    assert "START python table model" not in result.stdout  # nothing heavy ran
+    assert sample.query("select * from main.datasets order by dataset_id") == before
