@@ -37,7 +37,7 @@
         {%- if given is not none and (not _is_plain_number(given) or given < -1 or given > 1) -%}
             {{ _fail_var('similarity_threshold', given, "null or a number in [-1, 1]") }}
         {%- endif -%}
-        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size'] -%}
+        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k'] -%}
             {%- do check_positive_int_var(name) -%}
         {%- endfor -%}
         {%- for name in ['max_cluster_size', 'target_n_clusters'] -%}
@@ -56,6 +56,17 @@
         {%- if not _is_plain_number(seed) or seed != (seed | int) or seed < 0 -%}
             {{ _fail_var('random_seed', seed, "a non-negative integer") }}
         {%- endif -%}
+        {%- set name_rule = "3-512 characters of letters, digits, '.', '_' or '-', starting and ending with a letter or digit" -%}
+        {%- for name in ['chroma_collection', 'reference_collection'] -%}
+            {%- set value = var(name) -%}
+            {%- if not (name == 'reference_collection' and value is none) -%}
+                {%- if value is not string
+                    or not modules.re.match('^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$', value)
+                    or '..' in value -%}
+                    {{ _fail_var(name, value, "a Chroma collection name: " ~ name_rule) }}
+                {%- endif -%}
+            {%- endif -%}
+        {%- endfor -%}
         {%- if var('invalid_embeddings') not in ['error', 'exclude'] -%}
             {{ _fail_var('invalid_embeddings', var('invalid_embeddings'), "one of error, exclude") }}
         {%- endif -%}

@@ -14,7 +14,14 @@ import pyarrow as pa
 from .errors import ClusteringInputError
 from .validation import check_dimensions, check_embeddings, positive_int
 
-__all__ = ["COLLECTION_NAME_RE", "embedding_matrix", "get_client", "open_collection", "read_collection"]
+__all__ = [
+    "COLLECTION_NAME_RE",
+    "embedding_matrix",
+    "get_client",
+    "open_collection",
+    "read_collection",
+    "same_collection",
+]
 
 # Chroma's own rule for collection names (3-512 chars, [a-zA-Z0-9._-],
 # alphanumeric at both ends). Checked here so that a bad name fails with the
@@ -197,3 +204,16 @@ def embedding_matrix(table: pa.Table, column: str = "embedding") -> np.ndarray:
     dim = col.type.list_size
     values = col.flatten().to_numpy(zero_copy_only=False)
     return np.ascontiguousarray(values.reshape(-1, dim), dtype=np.float32)
+
+
+def _unset(value) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null"))
+
+
+def same_collection(path, name, reference_path, reference_name) -> bool:
+    """Whether the reference vars (null = "the same") point at the clustered collection itself."""
+    if _unset(reference_name):
+        return _unset(reference_path) or Path(reference_path).resolve() == Path(path).resolve()
+    if reference_name != name:
+        return False
+    return _unset(reference_path) or Path(reference_path).resolve() == Path(path).resolve()

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from .validation import positive_int
 
-__all__ = ["exact_knn", "knn_table", "normalize_rows"]
+__all__ = ["exact_knn", "knn_table", "normalize_rows", "query_knn"]
 
 # Similarity block held at once: batch_rows x n_points float32 values.
 _BLOCK_VALUES = 1 << 25  # 32M floats = 128 MiB
@@ -30,12 +30,7 @@ def exact_knn(
     batch_rows: int | None = None,
     progress: Callable[..., None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine k-nearest neighbours of every row, itself excluded.
-
-    The similarity matrix is never held whole: rows are processed in batches
-    of ``batch_rows`` (by default sized so that one block is ~128 MiB), each
-    a single float32 matrix product followed by a partial sort, so memory is
-    O(n·k) plus one block.
+    """Exact cosine k-nearest neighbours of every row among the rows, itself excluded.
 
     Parameters
     ----------
@@ -44,7 +39,7 @@ def exact_knn(
     k
         Neighbours per row. ``k >= n`` gives every other row (``n - 1``).
     batch_rows
-        Query rows per block.
+        Query rows per block (by default a block is ~128 MiB).
     progress
         Optional callback, called with a message after each block.
 
@@ -57,30 +52,74 @@ def exact_knn(
         ``float32`` array of the same shape, cosine similarities clipped to
         ``[-1, 1]``.
     """
-    k = positive_int("k_neighbors", k)
     x = normalize_rows(vectors)
-    n = x.shape[0]
-    k_eff = min(k, n - 1)
-    indices = np.empty((n, k_eff), dtype=np.int64)
-    sims = np.empty((n, k_eff), dtype=np.float32)
-    if k_eff == 0:
+    return query_knn(
+        x, x, k, exclude=np.arange(x.shape[0]), normalized=True, batch_rows=batch_rows, progress=progress
+    )
+
+
+def query_knn(
+    queries: np.ndarray,
+    index: np.ndarray,
+    k: int,
+    *,
+    exclude: np.ndarray | None = None,
+    normalized: bool = False,
+    batch_rows: int | None = None,
+    progress: Callable[..., None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine k-nearest neighbours of each query row among the ``index`` rows.
+
+    The similarity matrix is never held whole: queries are processed in
+    blocks, each one float32 matrix product followed by a partial sort, so
+    memory is O(n·k) plus one block.
+
+    Parameters
+    ----------
+    queries, index
+        Arrays ``(q, d)`` and ``(n, d)``; rows must have non-zero norm.
+    k
+        Neighbours per query (at most the candidates available).
+    exclude
+        Optional ``int64`` array ``(q,)``: for query ``i``, the index row
+        ``exclude[i]`` is never a neighbour (``-1`` = none). Used to leave a
+        dataset out of its own neighbourhood.
+    normalized
+        Rows are already unit-length float32 (skips a copy).
+
+    Returns
+    -------
+    indices, similarities
+        ``(q, k_eff)`` arrays as in :func:`exact_knn`, with ``k_eff = min(k,
+        n - 1)`` when anything is excluded, else ``min(k, n)``.
+    """
+    k = positive_int("k_neighbors", k)
+    q_x = queries if normalized else normalize_rows(queries)
+    i_x = index if normalized else normalize_rows(index)
+    n_q, n = q_x.shape[0], i_x.shape[0]
+    has_exclusions = exclude is not None and bool(np.any(exclude >= 0))
+    k_eff = max(0, min(k, n - 1 if has_exclusions else n))
+    indices = np.empty((n_q, k_eff), dtype=np.int64)
+    sims = np.empty((n_q, k_eff), dtype=np.float32)
+    if k_eff == 0 or n_q == 0:
         return indices, sims
     if batch_rows is None:
-        batch_rows = max(1, min(n, _BLOCK_VALUES // n))
+        batch_rows = max(1, min(n_q, _BLOCK_VALUES // n))
     started = time.perf_counter()
-    for start in range(0, n, batch_rows):
-        stop = min(n, start + batch_rows)
-        block = x[start:stop] @ x.T  # (b, n)
-        rows = np.arange(stop - start)
-        block[rows, start + rows] = -np.inf  # never one's own neighbour
-        # The k_eff largest of each row; its own -inf always stays below them.
+    for start in range(0, n_q, batch_rows):
+        stop = min(n_q, start + batch_rows)
+        block = q_x[start:stop] @ i_x.T  # (b, n)
+        if has_exclusions:
+            rows = np.flatnonzero(exclude[start:stop] >= 0)
+            block[rows, exclude[start:stop][rows]] = -np.inf
+        # The k_eff largest of each row; an excluded -inf always stays below them.
         part = np.argpartition(block, n - k_eff, axis=1)[:, n - k_eff :]
         part_sims = np.take_along_axis(block, part, axis=1)
         order = np.lexsort((part, -part_sims), axis=1)
         indices[start:stop] = np.take_along_axis(part, order, axis=1)
         sims[start:stop] = np.take_along_axis(part_sims, order, axis=1)
         if progress is not None:
-            progress(f"k-NN: {stop}/{n} rows ({time.perf_counter() - started:.1f}s)")
+            progress(f"{stop}/{n_q} rows searched ({time.perf_counter() - started:.1f}s)")
     np.clip(sims, -1.0, 1.0, out=sims)
     return indices, sims
 
@@ -89,8 +128,11 @@ def knn_table(
     ids: pa.Array | list[str],
     indices: np.ndarray,
     similarities: np.ndarray,
+    neighbor_ids: pa.Array | list[str] | None = None,
 ) -> pa.Table:
     """Long table of k-NN results: one row per (dataset, neighbour).
+
+    ``indices`` point into ``neighbor_ids`` (default: ``ids`` themselves).
 
     Returns
     -------
@@ -99,12 +141,16 @@ def knn_table(
         (int32, 1 = most similar) and ``similarity`` (float64).
     """
     ids = pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids
+    if neighbor_ids is None:
+        neighbor_ids = ids
+    elif not isinstance(neighbor_ids, pa.Array):
+        neighbor_ids = pa.array(neighbor_ids, pa.string())
     n, k = indices.shape
     rows = np.repeat(np.arange(n, dtype=np.int64), k)
     return pa.table(
         {
             "dataset_id": ids.take(pa.array(rows)),
-            "neighbor_id": ids.take(pa.array(indices.reshape(-1))),
+            "neighbor_id": neighbor_ids.take(pa.array(indices.reshape(-1))),
             "neighbor_rank": pa.array(np.tile(np.arange(1, k + 1, dtype=np.int32), n)),
             "similarity": pa.array(similarities.reshape(-1).astype(np.float64)),
         }

@@ -11,10 +11,10 @@ import pyarrow.compute as pc
 
 from .chroma_reader import embedding_matrix
 from .errors import ClusteringInputError
-from .knn import exact_knn, knn_table
+from .knn import exact_knn, knn_table, normalize_rows, query_knn
 from .leiden import NO_CLUSTER, build_graph, leiden_cluster
 
-__all__ = ["cluster_memberships", "nearest_neighbors"]
+__all__ = ["centroid_similarities", "cluster_memberships", "nearest_neighbors", "reference_neighbors"]
 
 Progress = Callable[..., None] | None
 
@@ -35,6 +35,92 @@ def nearest_neighbors(embeddings: pa.Table, k: int, *, progress: Progress = None
             final=True,
         )
     return table
+
+
+def reference_neighbors(
+    embeddings: pa.Table, reference: pa.Table, k: int, *, progress: Progress = None
+) -> pa.Table:
+    """Each dataset's ``k`` nearest items of a reference set, the dataset itself never among them.
+
+    A dataset whose id is also in ``reference`` is excluded from its own
+    neighbourhood, so a dataset is never described by itself.
+
+    Parameters
+    ----------
+    embeddings
+        Queries: ``dataset_id``, ``embedding``.
+    reference
+        The reference set: ``dataset_id``, ``embedding`` (same dimension).
+
+    Returns
+    -------
+    pyarrow.Table
+        As :func:`nearest_neighbors`; ``neighbor_id`` is a reference id.
+    """
+    started = time.perf_counter()
+    query_ids = embeddings.column("dataset_id").combine_chunks()
+    ref_ids = reference.column("dataset_id").combine_chunks()
+    queries, index = embedding_matrix(embeddings), embedding_matrix(reference)
+    if queries.shape[1] != index.shape[1]:
+        raise ClusteringInputError(
+            f"reference collection embeddings have dimension {index.shape[1]}, the datasets' have "
+            f"{queries.shape[1]}: var reference_collection must name a collection embedded with the same model"
+        )
+    exclude = pc.fill_null(pc.index_in(query_ids, value_set=ref_ids), -1).to_numpy().astype(np.int64)
+    indices, sims = query_knn(queries, index, k, exclude=exclude, progress=progress)
+    table = knn_table(query_ids, indices, sims, neighbor_ids=ref_ids)
+    if progress is not None:
+        progress(
+            f"{table.num_rows} reference-neighbour rows ({len(query_ids)} datasets x {indices.shape[1]} "
+            f"of {len(ref_ids)}) in {time.perf_counter() - started:.1f}s",
+            final=True,
+        )
+    return table
+
+
+def centroid_similarities(embeddings: pa.Table, memberships: pa.Table) -> pa.Table:
+    """Each clustered dataset's cosine similarity to its cluster's centroid.
+
+    The centroid of a cluster is the mean of its members' unit-length
+    embeddings.
+
+    Parameters
+    ----------
+    embeddings
+        ``dataset_id``, ``embedding`` of every embedded dataset.
+    memberships
+        ``dataset_id``, ``cluster`` (null = unclustered).
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per clustered dataset: ``dataset_id``, ``cluster``,
+        ``cluster_size`` and ``centroid_similarity`` (float64).
+    """
+    from scipy import sparse
+
+    clustered = memberships.filter(pc.is_valid(memberships.column("cluster")))
+    ids = embeddings.column("dataset_id").combine_chunks()
+    rows = pc.index_in(clustered.column("dataset_id"), value_set=ids)
+    if rows.null_count:
+        raise ClusteringInputError("memberships name datasets that have no embedding")
+    rows = rows.to_numpy(zero_copy_only=False).astype(np.int64)
+    labels, codes = np.unique(np.asarray(clustered.column("cluster").to_pylist(), dtype=object), return_inverse=True)
+    x = normalize_rows(embedding_matrix(embeddings)[rows])
+    m = len(labels)
+    indicator = sparse.csr_matrix((np.ones(len(rows), np.float32), (codes, np.arange(len(rows)))), shape=(m, len(rows)))
+    centroids = np.asarray(indicator @ x, dtype=np.float64)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    similarity = np.einsum("ij,ij->i", x.astype(np.float64), centroids[codes])
+    sizes = np.bincount(codes, minlength=m)
+    return pa.table(
+        {
+            "dataset_id": clustered.column("dataset_id"),
+            "cluster": clustered.column("cluster"),
+            "cluster_size": pa.array(sizes[codes].astype(np.int64)),
+            "centroid_similarity": pa.array(np.clip(similarity, -1.0, 1.0)),
+        }
+    )
 
 
 def _node_index(node_ids: pa.Array, column: pa.ChunkedArray, name: str) -> np.ndarray:

@@ -1,0 +1,34 @@
+{#-
+    on-run-start: the pipeline's tables must be there before anything runs.
+    `datasets` and `documents` belong to earlier phases: missing, the build
+    stops naming the DuckDB file. `engineered_feature_values` is created
+    (empty, with its primary key) when missing, so the first run of this
+    phase keeps the key that later merges rely on.
+-#}
+{% macro ensure_pipeline_tables() -%}
+    {%- if execute -%}
+        {%- set found = run_query(
+            "select table_name from information_schema.tables "
+            ~ "where table_schema = 'main' and table_catalog = current_database() "
+            ~ "and table_name in ('datasets', 'documents')"
+        ).columns[0].values() -%}
+        {%- for name in ['datasets', 'documents'] -%}
+            {%- if name not in found -%}
+                {{ exceptions.raise_compiler_error(
+                    "The pipeline database " ~ target.path ~ " has no table main." ~ name
+                    ~ ". Point the environment variable MDC_DUCKDB_PATH at the pipeline's DuckDB file, "
+                    ~ "or create the embedded sample with: .venv/bin/python -m mdc_clustering.sample"
+                ) }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    create table if not exists main.engineered_feature_values (
+        dataset_id varchar not null,
+        document_id varchar not null,
+        feature_name varchar not null,
+        feature_value double,
+        created_at timestamp,
+        updated_at timestamp,
+        primary key (dataset_id, document_id, feature_name)
+    )
+{%- endmacro %}

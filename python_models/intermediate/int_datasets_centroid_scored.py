@@ -1,0 +1,12 @@
+"""Each clustered dataset's cosine similarity to its cluster's centroid."""
+
+from mdc_clustering.tables import centroid_similarities
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    embeddings = dbt.ref("stg_chroma__embeddings")
+    memberships = dbt.ref("int_datasets_clustered")
+    vectors = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
+    clusters = memberships.select("dataset_id, cluster").to_arrow_table()
+    return centroid_similarities(vectors, clusters)

@@ -1,0 +1,29 @@
+"""Each dataset's neighborhood_k nearest items of the reference set, itself excluded."""
+
+from mdc_clustering.chroma_reader import same_collection
+from mdc_clustering.progress import dbt_progress
+from mdc_clustering.tables import reference_neighbors
+from mdc_clustering.validation import positive_int
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    neighborhood_k = positive_int("neighborhood_k", dbt.config.get("neighborhood_k"))
+    k_neighbors = positive_int("k_neighbors", dbt.config.get("k_neighbors"))
+    chroma_path = dbt.config.get("chroma_path")
+    chroma_collection = dbt.config.get("chroma_collection")
+    reference_path = dbt.config.get("reference_chroma_path")
+    reference_collection = dbt.config.get("reference_collection")
+    knn = dbt.ref("int_dataset_neighbors_searched")
+    embeddings = dbt.ref("stg_chroma__embeddings")
+    reference = dbt.ref("stg_chroma__reference_embeddings")
+    if neighborhood_k <= k_neighbors and same_collection(
+        chroma_path, chroma_collection, reference_path, reference_collection
+    ):
+        # Already computed: the first neighborhood_k rows of the k-NN table.
+        return knn.filter(f"neighbor_rank <= {neighborhood_k}")
+    queries = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
+    items = reference.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
+    return reference_neighbors(
+        queries, items, neighborhood_k, progress=dbt_progress("int_reference_neighbors_searched")
+    )
