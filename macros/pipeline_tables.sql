@@ -21,14 +21,22 @@
                 ) }}
             {%- endif -%}
         {%- endfor -%}
+        {%- do run_query("
+            create table if not exists main.engineered_feature_values (
+                dataset_id varchar not null,
+                document_id varchar not null,
+                feature_name varchar not null,
+                feature_value double,
+                created_at timestamp,
+                updated_at timestamp,
+                primary key (dataset_id, document_id, feature_name)
+            )
+        ") -%}
+        {#- dbt listed the relations before this hook ran: tell its cache the table exists now,
+            so the incremental model merges into it instead of re-creating it (without a key). -#}
+        {%- do adapter.cache_added(api.Relation.create(
+            database=target.database, schema='main', identifier='engineered_feature_values', type='table'
+        )) -%}
     {%- endif -%}
-    create table if not exists main.engineered_feature_values (
-        dataset_id varchar not null,
-        document_id varchar not null,
-        feature_name varchar not null,
-        feature_value double,
-        created_at timestamp,
-        updated_at timestamp,
-        primary key (dataset_id, document_id, feature_name)
-    )
+    select 1 as pipeline_tables_checked
 {%- endmacro %}
