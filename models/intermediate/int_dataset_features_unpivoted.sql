@@ -45,12 +45,12 @@ neighborhood_long as (
         from stats
     )
     on
-        neighbor_similarity_mean,
-        neighbor_similarity_max,
-        neighbor_similarity_var,
-        neighbor_norm_mean,
-        neighbor_norm_max,
-        neighbor_norm_var
+    neighbor_similarity_mean,
+    neighbor_similarity_max,
+    neighbor_similarity_var,
+    neighbor_norm_mean,
+    neighbor_norm_max,
+    neighbor_norm_var
     into name feature_name value feature_value
 
 ),

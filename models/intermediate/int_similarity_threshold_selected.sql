@@ -14,6 +14,9 @@
 -#}
 {%- set method = var('threshold_method') -%}
 {%- set given = var('similarity_threshold') -%}
+{%- if method not in ['degree_target', 'percentile_90', 'elbow_method'] -%}
+    {{ exceptions.raise_compiler_error("var 'threshold_method' must be one of degree_target, percentile_90, elbow_method; got " ~ method) }}
+{%- endif -%}
 
 with
 
@@ -49,24 +52,8 @@ ranked_pairs as (
 
     select
         similarity,
-        row_number() over (order by similarity desc, source_id, target_id) as pair_rank,
+        row_number() over (order by similarity desc, source_id asc, target_id asc) as pair_rank,
     from pairs
-
-),
-
-degree_target as (
-
-    select min(ranked_pairs.similarity) as threshold
-    from ranked_pairs
-    cross join graph_size
-    where ranked_pairs.pair_rank <= graph_size.wanted_edges
-
-),
-
-percentile_90 as (
-
-    select quantile_cont(similarity, 0.9) as threshold
-    from neighbors
 
 ),
 
@@ -79,13 +66,27 @@ gaps as (
 
 ),
 
-elbow_method as (
+largest_gap as (
 
     select similarity as threshold
     from gaps
     where gap_below is not null
     order by gap_below desc, similarity desc
     limit 1
+
+),
+
+candidates as (
+
+    select
+        (
+            select min(ranked_pairs.similarity)
+            from ranked_pairs
+            where ranked_pairs.pair_rank <= graph_size.wanted_edges
+        ) as degree_target,
+        (select quantile_cont(neighbors.similarity, 0.9) from neighbors) as percentile_90,
+        (select largest_gap.threshold from largest_gap) as elbow_method,
+    from graph_size
 
 ),
 
@@ -96,9 +97,10 @@ chosen as (
         'given' as threshold_method,
         cast({{ given | float }} as double) as similarity_threshold,
         {%- else -%}
-        '{{ method }}' as threshold_method,
-        cast((select threshold from {{ method }}) as double) as similarity_threshold,
+            '{{ method }}' as threshold_method,
+            cast({{ method }} as double) as similarity_threshold,
         {%- endif %}
+    from candidates
 
 ),
 

@@ -36,7 +36,15 @@ memberships as (
 assigned as (
 
     select
-        datasets.* exclude (cluster, updated_at),
+        datasets.dataset_id,
+        datasets.document_id,
+        datasets.total_tokens,
+        datasets.avg_tokens_per_chunk,
+        datasets.total_char_length,
+        datasets.clean_text_length,
+        datasets.dataset_type,
+        datasets.text,
+        datasets.created_at,
         memberships.cluster,
         datasets.cluster as previous_cluster,
         datasets.updated_at as previous_updated_at,

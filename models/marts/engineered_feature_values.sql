@@ -57,9 +57,10 @@ compared as (
         stored.feature_name is not null as is_stored,
     from computed
     left join stored
-        on computed.dataset_id = stored.dataset_id
-        and computed.document_id = stored.document_id
-        and computed.feature_name = stored.feature_name
+        on
+            computed.dataset_id = stored.dataset_id
+            and computed.document_id = stored.document_id
+            and computed.feature_name = stored.feature_name
 
 ),
 
@@ -73,7 +74,8 @@ changed as (
         cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp) as created_at,
         cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp) as updated_at,
     from compared
-    where not is_stored
+    where
+        not is_stored
         or feature_value is distinct from stored_value
 
 )

@@ -43,28 +43,40 @@ edges as (
 
 ),
 
-degrees as (
+degree_endpoints as (
 
-    select node_id, count(*) as degree
-    from (
-        select source_id as node_id from edges
-        union all
-        select target_id as node_id from edges
-    )
-    group by node_id
+    select edges.source_id as node_id from edges
+    union all
+    select edges.target_id as node_id from edges
+
+),
+
+connected_nodes as (
+
+    select count(distinct degree_endpoints.node_id) as n_connected
+    from degree_endpoints
+
+),
+
+unembedded as (
+
+    select count(*) as n_unembedded
+    from datasets
+    anti join embeddings
+        on datasets.dataset_id = embeddings.dataset_id
 
 ),
 
 run_facts as (
 
     select
-        any_value(leiden_resolution) as leiden_resolution,
-        any_value(modularity) as modularity,
-        any_value(n_components) as n_components,
-        any_value(target_reached) as target_reached,
-        any_value(n_split) as n_split,
-        count(*) filter (where cluster is null) as n_unclustered,
-        count(*) filter (where cluster is null and community_size = 1) as n_singletons,
+        any_value(memberships.leiden_resolution) as leiden_resolution,
+        any_value(memberships.modularity) as modularity,
+        any_value(memberships.n_components) as n_components,
+        any_value(memberships.target_reached) as target_reached,
+        any_value(memberships.n_split) as n_split,
+        count(*) filter (where memberships.cluster is null) as n_unclustered,
+        count(*) filter (where memberships.cluster is null and memberships.community_size = 1) as n_singletons,
     from memberships
 
 ),
@@ -89,21 +101,32 @@ cluster_stats as (
 
     select
         count(*) as n_clusters,
-        min(size) as size_min,
-        median(size) as size_median,
-        max(size) as size_max,
-        list({'cluster': cluster, 'size': size} order by size desc, cluster) as sizes,
+        min(cluster_sizes.size) as size_min,
+        median(cluster_sizes.size) as size_median,
+        max(cluster_sizes.size) as size_max,
         list(
-            {
-                'cluster': cluster,
-                'n_typed': n_typed,
-                'n_primary': n_primary,
-                'n_secondary': n_secondary,
-                'purity': greatest(n_primary, n_secondary) / n_typed,
-            }
-            order by size desc, cluster
-        ) filter (where n_typed > 0) as dataset_type_purity,
+            struct_pack(cluster := cluster_sizes.cluster, size := cluster_sizes.size)
+            order by cluster_sizes.size desc, cluster_sizes.cluster asc
+        ) as sizes,
     from cluster_sizes
+
+),
+
+typed_clusters as (
+
+    select
+        list(
+            struct_pack(
+                cluster := cluster_sizes.cluster,
+                n_typed := cluster_sizes.n_typed,
+                n_primary := cluster_sizes.n_primary,
+                n_secondary := cluster_sizes.n_secondary,
+                purity := greatest(cluster_sizes.n_primary, cluster_sizes.n_secondary) / cluster_sizes.n_typed
+            )
+            order by cluster_sizes.size desc, cluster_sizes.cluster asc
+        ) as dataset_type_purity,
+    from cluster_sizes
+    where cluster_sizes.n_typed > 0
 
 ),
 
@@ -112,54 +135,56 @@ summary as (
     select
         '{{ invocation_id }}' as invocation_id,
         cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp) as run_started_at,
-        current_timestamp::timestamp as generated_at,
-        {
-            'chroma_collection': '{{ var("chroma_collection") | replace("'", "''") }}',
-            'k_neighbors': {{ var('k_neighbors') | int }},
-            'threshold_method': '{{ var("threshold_method") }}',
-            'similarity_threshold': {{ 'null' if var('similarity_threshold') is none else var('similarity_threshold') | float }},
-            'target_degree': {{ var('target_degree') | int }},
-            'resolution': {{ var('resolution') | float }},
-            'random_seed': {{ var('random_seed') | int }},
-            'min_cluster_size': {{ var('min_cluster_size') | int }},
-            'max_cluster_size': {{ 'null' if var('max_cluster_size') is none else var('max_cluster_size') | int }},
-            'target_n_clusters': {{ 'null' if var('target_n_clusters') is none else var('target_n_clusters') | int }},
-        } as parameters,
-        {
-            'method': threshold.threshold_method,
-            'value': threshold.similarity_threshold,
-        } as threshold,
-        {
-            'nodes': threshold.n_nodes,
-            'candidate_pairs': threshold.n_candidate_pairs,
-            'edges': threshold.n_edges,
-            'mean_degree': threshold.mean_degree,
-            'isolated_nodes': threshold.n_nodes - (select count(*) from degrees),
-            'connected_components': run_facts.n_components,
-        } as graph,
-        {
-            'resolution_used': run_facts.leiden_resolution,
-            'target_reached': run_facts.target_reached,
-            'oversize_clusters_split': run_facts.n_split,
-            'modularity': run_facts.modularity,
-        } as leiden,
-        {
-            'count': cluster_stats.n_clusters,
-            'size_min': cluster_stats.size_min,
-            'size_median': cluster_stats.size_median,
-            'size_max': cluster_stats.size_max,
-            'sizes': cluster_stats.sizes,
-        } as clusters,
+        cast(current_timestamp as timestamp) as generated_at,
+        struct_pack(
+            chroma_collection := '{{ var("chroma_collection") | replace("'", "''") }}',
+            k_neighbors := {{ var('k_neighbors') | int }},
+            threshold_method := '{{ var("threshold_method") | replace("'", "''") }}',
+            {%- set given = var('similarity_threshold') %}
+            similarity_threshold := {{ 'null' if given is none else given | float }},
+            target_degree := {{ var('target_degree') | int }},
+            resolution := {{ var('resolution') | float }},
+            random_seed := {{ var('random_seed') | int }},
+            min_cluster_size := {{ var('min_cluster_size') | int }},
+            max_cluster_size := {{ 'null' if var('max_cluster_size') is none else var('max_cluster_size') | int }},
+            target_n_clusters := {{ 'null' if var('target_n_clusters') is none else var('target_n_clusters') | int }},
+            neighborhood_k := {{ var('neighborhood_k') | int }}
+        ) as parameters,
+        struct_pack(
+            method := threshold.threshold_method,
+            value := threshold.similarity_threshold
+        ) as threshold,
+        struct_pack(
+            nodes := threshold.n_nodes,
+            candidate_pairs := threshold.n_candidate_pairs,
+            edges := threshold.n_edges,
+            mean_degree := threshold.mean_degree,
+            isolated_nodes := threshold.n_nodes - connected_nodes.n_connected,
+            connected_components := run_facts.n_components
+        ) as graph,
+        struct_pack(
+            resolution_used := run_facts.leiden_resolution,
+            target_reached := run_facts.target_reached,
+            oversize_clusters_split := run_facts.n_split,
+            modularity := run_facts.modularity
+        ) as leiden,
+        struct_pack(
+            n_clusters := cluster_stats.n_clusters,
+            size_min := cluster_stats.size_min,
+            size_median := cluster_stats.size_median,
+            size_max := cluster_stats.size_max,
+            sizes := cluster_stats.sizes
+        ) as clusters,
         run_facts.n_unclustered as datasets_unclustered,
         run_facts.n_singletons as datasets_without_community,
-        (
-            select count(*) from datasets
-            anti join embeddings on datasets.dataset_id = embeddings.dataset_id
-        ) as datasets_without_embedding,
-        cluster_stats.dataset_type_purity,
+        unembedded.n_unembedded as datasets_without_embedding,
+        typed_clusters.dataset_type_purity,
     from threshold
     cross join run_facts
     cross join cluster_stats
+    cross join typed_clusters
+    cross join connected_nodes
+    cross join unembedded
 
 )
 

@@ -128,7 +128,7 @@ def test_report_json(sample):
     [(n_clusters, n_null)] = sample.query(
         "select count(distinct cluster), count(*) filter (where cluster is null) from main.datasets"
     )
-    assert report["clusters"]["count"] == n_clusters
+    assert report["clusters"]["n_clusters"] == n_clusters
     assert sum(c["size"] for c in report["clusters"]["sizes"]) + report["datasets_unclustered"] == 2293
     assert report["datasets_unclustered"] == n_null
     assert report["threshold"]["method"] == "degree_target"
