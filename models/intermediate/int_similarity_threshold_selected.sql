@@ -122,11 +122,15 @@ result as (
         graph_size.n_candidate_pairs,
         kept_edges.n_edges,
         2.0 * kept_edges.n_edges / nullif(graph_size.n_nodes, 0) as mean_degree,
+        candidates.degree_target as degree_target_threshold,
+        candidates.percentile_90 as percentile_90_threshold,
+        candidates.elbow_method as elbow_method_threshold,
         {{ var('target_degree') | int }} as target_degree,
         {{ var('k_neighbors') | int }} as k_neighbors,
     from chosen
     cross join graph_size
     cross join kept_edges
+    cross join candidates
 
 )
 
