@@ -6,6 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
+# The docs lineage check drives Debian's Chromium (headless).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ]; then
+        echo "[test] installing chromium (Debian package) for the docs lineage check"
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "[test] chromium missing: install it (sudo apt-get install chromium) for the docs lineage check" >&2
+        exit 1
+    fi
+fi
+
 export DBT_PROFILES_DIR="$PWD"
 export DBT_SEND_ANONYMOUS_USAGE_STATS=False
 

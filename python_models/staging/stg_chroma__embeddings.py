@@ -6,10 +6,12 @@ from mdc_clustering.progress import dbt_progress
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    chroma_path = dbt.config.get("chroma_path")
-    chroma_collection = dbt.config.get("chroma_collection")
     page_size = dbt.config.get("chroma_page_size")
     invalid_embeddings = dbt.config.get("invalid_embeddings")
+    collections = dbt.source("chroma", "collections")
+    [(chroma_path, chroma_collection)] = collections.filter("collection_role = 'clustered'").select(
+        "chroma_path, collection_name"
+    ).fetchall()
     return read_collection(
         chroma_path,
         chroma_collection,

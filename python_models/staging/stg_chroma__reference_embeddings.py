@@ -10,17 +10,19 @@ from mdc_clustering.progress import dbt_progress
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    chroma_path = dbt.config.get("chroma_path")
-    chroma_collection = dbt.config.get("chroma_collection")
-    reference_path = dbt.config.get("reference_chroma_path")
-    reference_collection = dbt.config.get("reference_collection")
     page_size = dbt.config.get("chroma_page_size")
     invalid_embeddings = dbt.config.get("invalid_embeddings")
+    collections = dbt.source("chroma", "collections")
     embeddings = dbt.ref("stg_chroma__embeddings")
-    if same_collection(chroma_path, chroma_collection, reference_path, reference_collection):
+    roles = dict(
+        (role, (path, name))
+        for role, path, name in collections.select("collection_role, chroma_path, collection_name").fetchall()
+    )
+    if same_collection(*roles["clustered"], *roles["reference"]):
         return embeddings
+    reference_path, reference_collection = roles["reference"]
     return read_collection(
-        reference_path if reference_path not in (None, "", "None") else chroma_path,
+        reference_path,
         reference_collection,
         page_size=page_size,
         on_invalid=invalid_embeddings,

@@ -1,0 +1,23 @@
+{#-
+    on-run-start: records which Chroma collections this run reads, in the
+    table chroma.collections (one row per role: 'clustered', 'reference').
+    The table is the dbt source `chroma.collections`, so the Chroma store
+    appears in the lineage graph as the origin of the embeddings; the Python
+    models read the store path and collection name from it. Names are
+    checked by validate_clustering_vars first; paths are quoted.
+-#}
+{% macro _sql_string(value) -%}
+    {{ "null" if value is none else "'" ~ (value | string | replace("'", "''")) ~ "'" }}
+{%- endmacro %}
+
+{% macro register_chroma_collections() -%}
+    {%- set reference_path = var('reference_chroma_path') or var('chroma_path') -%}
+    {%- set reference_name = var('reference_collection') or var('chroma_collection') -%}
+    create schema if not exists chroma;
+    create or replace table chroma.collections as
+    select * from (
+        values
+            ('clustered', {{ _sql_string(var('chroma_path')) }}, {{ _sql_string(var('chroma_collection')) }}),
+            ('reference', {{ _sql_string(reference_path) }}, {{ _sql_string(reference_name) }})
+    ) as registered (collection_role, chroma_path, collection_name)
+{%- endmacro %}
