@@ -4,6 +4,13 @@ source as (
 
     select * from {{ source('pipeline', 'documents') }}
 
+),
+
+renamed as (
+
+    select doi
+    from source
+
 )
 
-select * from source
+select * from renamed
