@@ -32,6 +32,26 @@
                 primary key (dataset_id, document_id, feature_name)
             )
         ") -%}
+        {%- do run_query("
+            create schema if not exists clustering_state;
+            create table if not exists clustering_state.cluster_label_registry (
+                label varchar primary key,
+                label_number bigint,
+                created_run_id varchar,
+                created_at timestamp,
+                last_changed_run_id varchar,
+                last_changed_at timestamp,
+                last_seen_run_id varchar,
+                last_seen_at timestamp,
+                retired_run_id varchar,
+                retired_at timestamp,
+                size bigint,
+                status varchar
+            )
+        ") -%}
+        {%- do adapter.cache_added(api.Relation.create(
+            database=target.database, schema='clustering_state', identifier='cluster_label_registry', type='table'
+        )) -%}
         {#- dbt listed the relations before this hook ran: tell its cache the table exists now,
             so the incremental model merges into it instead of re-creating it (without a key). -#}
         {%- do adapter.cache_added(api.Relation.create(

@@ -37,7 +37,7 @@
         {%- if given is not none and (not _is_plain_number(given) or given < -1 or given > 1) -%}
             {{ _fail_var('similarity_threshold', given, "null or a number in [-1, 1]") }}
         {%- endif -%}
-        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k'] -%}
+        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms'] -%}
             {%- do check_positive_int_var(name) -%}
         {%- endfor -%}
         {%- for name in ['max_cluster_size', 'target_n_clusters'] -%}
@@ -52,6 +52,13 @@
                 {{ _fail_var(name, var(name), "a positive number") }}
             {%- endif -%}
         {%- endfor -%}
+        {%- if var('stable_labels') is not sameas true and var('stable_labels') is not sameas false -%}
+            {{ _fail_var('stable_labels', var('stable_labels'), "true or false") }}
+        {%- endif -%}
+        {%- set overlap = var('label_min_overlap') -%}
+        {%- if not _is_plain_number(overlap) or overlap <= 0 or overlap > 1 -%}
+            {{ _fail_var('label_min_overlap', overlap, "a number in (0, 1]") }}
+        {%- endif -%}
         {%- set seed = var('random_seed') -%}
         {%- if not _is_plain_number(seed) or seed != (seed | int) or seed < 0 -%}
             {{ _fail_var('random_seed', seed, "a non-negative integer") }}

@@ -43,6 +43,31 @@ edges as (
 
 ),
 
+clusters as (
+
+    select * from {{ ref('clusters') }}
+
+),
+
+described as (
+
+    select
+        list(
+            struct_pack(
+                cluster := clusters.cluster,
+                size := clusters.size,
+                label_status := clusters.label_status,
+                top_terms := clusters.top_terms[1:5],
+                exemplar_ids := clusters.exemplar_ids,
+                exemplar_texts := clusters.exemplar_texts,
+                mean_centroid_similarity := clusters.mean_centroid_similarity
+            )
+            order by clusters.size desc, clusters.cluster asc
+        ) as clusters_described,
+    from clusters
+
+),
+
 degree_endpoints as (
 
     select edges.source_id as node_id from edges
@@ -75,6 +100,12 @@ run_facts as (
         any_value(memberships.n_components) as n_components,
         any_value(memberships.target_reached) as target_reached,
         any_value(memberships.n_split) as n_split,
+        any_value(memberships.labels_kept) as labels_kept,
+        any_value(memberships.labels_born) as labels_born,
+        any_value(memberships.labels_retired) as labels_retired,
+        any_value(memberships.clusters_split) as clusters_split,
+        any_value(memberships.clusters_merged) as clusters_merged,
+        any_value(memberships.share_kept_label) as share_kept_label,
         count(*) filter (where memberships.cluster is null) as n_unclustered,
         count(*) filter (where memberships.cluster is null and memberships.community_size = 1) as n_singletons,
     from memberships
@@ -175,6 +206,16 @@ summary as (
             size_max := cluster_stats.size_max,
             sizes := cluster_stats.sizes
         ) as clusters,
+        struct_pack(
+            stable_labels := {{ 'true' if var('stable_labels') else 'false' }},
+            kept := run_facts.labels_kept,
+            born := run_facts.labels_born,
+            retired := run_facts.labels_retired,
+            split := run_facts.clusters_split,
+            merged := run_facts.clusters_merged,
+            share_of_datasets_keeping_label := run_facts.share_kept_label
+        ) as labels,
+        described.clusters_described,
         run_facts.n_unclustered as datasets_unclustered,
         run_facts.n_singletons as datasets_without_community,
         unembedded.n_unembedded as datasets_without_embedding,
@@ -185,6 +226,7 @@ summary as (
     cross join typed_clusters
     cross join connected_nodes
     cross join unembedded
+    cross join described
 
 )
 

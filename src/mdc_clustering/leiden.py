@@ -215,6 +215,7 @@ def leiden_cluster(
     max_cluster_size: int | None = None,
     target_n_clusters: int | None = None,
     target_tolerance: float = 0.1,
+    initial_membership: np.ndarray | None = None,
 ) -> ClusteringResult:
     """Cluster a weighted undirected graph with Leiden (modularity with a resolution).
 
@@ -243,6 +244,11 @@ def leiden_cluster(
         ``max(1, round(target_tolerance * target_n_clusters))`` of it.
     target_tolerance
         Relative tolerance for ``target_n_clusters``.
+    initial_membership
+        Optional start partition (one community number per node), e.g. the
+        previous run's clusters: Leiden then moves nodes only where that
+        improves the objective, so an unchanged graph keeps its partition.
+        Not used by the ``target_n_clusters`` search.
 
     Returns
     -------
@@ -269,7 +275,11 @@ def leiden_cluster(
         )
         search = [(r, c) for r, c, _ in tried]
     else:
-        communities = _leiden(graph, resolution, seed)
+        initial = None
+        if initial_membership is not None:
+            _, initial_codes = np.unique(np.asarray(initial_membership), return_inverse=True)
+            initial = initial_codes.astype(int).tolist()
+        communities = _leiden(graph, resolution, seed, initial)
 
     n_split = 0
     if max_cluster_size is not None:

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from .chroma_reader import embedding_matrix
 from .errors import ClusteringInputError
 from .knn import exact_knn, knn_table, normalize_rows, query_knn
+from .labels import match_labels
 from .leiden import NO_CLUSTER, build_graph, leiden_cluster
 
 __all__ = ["centroid_similarities", "cluster_memberships", "nearest_neighbors", "reference_neighbors"]
@@ -141,6 +142,10 @@ def cluster_memberships(
     max_cluster_size: int | None = None,
     target_n_clusters: int | None = None,
     target_tolerance: float = 0.1,
+    previous: pa.Table | None = None,
+    registry: pa.Table | None = None,
+    stable_labels: bool = True,
+    min_label_overlap: float = 0.3,
     progress: Progress = None,
 ) -> pa.Table:
     """Leiden memberships of every node: one row per dataset, edgeless ones included.
@@ -154,15 +159,30 @@ def cluster_memberships(
         undirected pair (as built by the ``int_graph_edges_filtered`` model).
     resolution, seed, min_cluster_size, max_cluster_size, target_n_clusters, target_tolerance
         See :func:`mdc_clustering.leiden.leiden_cluster`.
+    previous
+        ``dataset_id``, ``cluster``: the previous run's labels (the
+        ``datasets`` table before this run).
+    registry
+        ``label_number``: every label number ever handed out.
+    stable_labels
+        When true (and ``previous`` holds labels), Leiden starts from the
+        previous clusters and new clusters inherit the label of the previous
+        cluster they match (:func:`mdc_clustering.labels.match_labels`);
+        when false, labels are ``cluster_0..`` by size, as in a first run.
+    min_label_overlap
+        Smallest Jaccard overlap for a cluster to keep a previous label.
 
     Returns
     -------
     pyarrow.Table
-        ``dataset_id``; ``cluster`` (``cluster_<n>``, 0 = largest; null when
-        dissolved); ``community`` (Leiden community before dissolving) and
-        ``community_size``; and, repeated on every row, the run's
-        ``leiden_resolution``, ``modularity``, ``n_components``,
-        ``target_reached`` and ``n_split``.
+        ``dataset_id``; ``cluster`` (label; null when dissolved);
+        ``cluster_number`` (0 = largest this run); ``label_status`` ('kept'
+        or 'born'); ``previous_cluster``; ``community`` (Leiden community
+        before dissolving) and ``community_size``; and, repeated on every
+        row, the run's ``leiden_resolution``, ``modularity``,
+        ``n_components``, ``target_reached``, ``n_split`` and the label
+        counts ``labels_kept``, ``labels_born``, ``labels_retired``,
+        ``clusters_split``, ``clusters_merged``, ``share_kept_label``.
     """
     started = time.perf_counter()
     node_ids = nodes.column("dataset_id").combine_chunks()
@@ -173,8 +193,23 @@ def cluster_memberships(
     weights = edges.column("weight").to_numpy().astype(np.float64)
     order = np.lexsort((targets, sources))  # edge order fixed, whatever the table's order
     graph = build_graph(len(node_ids), sources[order], targets[order], weights[order])
+    previous_labels: list[str | None] = [None] * len(node_ids)
+    if previous is not None and stable_labels:
+        prev_index = pc.index_in(previous.column("dataset_id"), value_set=node_ids).to_pylist()
+        for row, label in zip(prev_index, previous.column("cluster").to_pylist(), strict=True):
+            if row is not None:
+                previous_labels[row] = label
+    warm = any(label is not None for label in previous_labels)
+    initial = None
+    if warm:
+        # previous clusters as start communities; every other node alone
+        codes = {label: i for i, label in enumerate(sorted({p for p in previous_labels if p is not None}))}
+        initial = np.array(
+            [codes[p] if p is not None else len(codes) + i for i, p in enumerate(previous_labels)], dtype=np.int64
+        )
     if progress is not None:
-        progress(f"Leiden on {graph.vcount()} nodes, {graph.ecount()} edges", final=True)
+        start = "warm start from the previous clusters" if warm else "cold start"
+        progress(f"Leiden on {graph.vcount()} nodes, {graph.ecount()} edges ({start})", final=True)
     result = leiden_cluster(
         graph,
         resolution,
@@ -183,16 +218,31 @@ def cluster_memberships(
         max_cluster_size=max_cluster_size,
         target_n_clusters=target_n_clusters,
         target_tolerance=target_tolerance,
+        initial_membership=initial,
     )
     n = len(node_ids)
-    labels = pa.array(
-        [None if c == NO_CLUSTER else f"cluster_{c}" for c in result.clusters.tolist()], pa.string()
+    used = set()
+    if registry is not None and stable_labels:
+        used = {int(x) for x in registry.column("label_number").to_pylist() if x is not None}
+    matching = match_labels(
+        result.clusters,
+        previous_labels,
+        used_numbers=used if warm else set(),
+        min_overlap=min_label_overlap,
     )
+    if not warm:  # first run (or stable_labels off): plain numbering by size
+        matching.labels = [None if c == NO_CLUSTER else f"cluster_{c}" for c in result.clusters.tolist()]
+        matching.status = {label: "born" for label in set(matching.labels) if label is not None}
+    labels = pa.array(matching.labels, pa.string())
+    status = pa.array([matching.status.get(label) if label else None for label in matching.labels], pa.string())
     community_size = np.bincount(result.communities)[result.communities]
     table = pa.table(
         {
             "dataset_id": node_ids,
             "cluster": labels,
+            "cluster_number": pa.array(result.clusters, mask=result.clusters == NO_CLUSTER),
+            "label_status": status,
+            "previous_cluster": pa.array(previous_labels, pa.string()),
             "community": pa.array(result.communities),
             "community_size": pa.array(community_size.astype(np.int64)),
             "leiden_resolution": pa.array(np.full(n, result.resolution)),
@@ -200,12 +250,19 @@ def cluster_memberships(
             "n_components": pa.array(np.full(n, result.n_components, dtype=np.int64)),
             "target_reached": pa.array([result.target_reached] * n, pa.bool_()),
             "n_split": pa.array(np.full(n, result.n_split, dtype=np.int64)),
+            "labels_kept": pa.array(np.full(n, matching.kept if warm else 0, dtype=np.int64)),
+            "labels_born": pa.array(np.full(n, matching.born, dtype=np.int64)),
+            "labels_retired": pa.array(np.full(n, matching.retired if warm else 0, dtype=np.int64)),
+            "clusters_split": pa.array(np.full(n, matching.split if warm else 0, dtype=np.int64)),
+            "clusters_merged": pa.array(np.full(n, matching.merged if warm else 0, dtype=np.int64)),
+            "share_kept_label": pa.array([matching.share_kept if warm else None] * n, pa.float64()),
         }
     )
     if progress is not None:
         progress(
             f"{result.n_clusters} clusters, {int((result.clusters == NO_CLUSTER).sum())} datasets unclustered, "
-            f"modularity {result.modularity:.3f}, resolution {result.resolution:.4g} "
+            f"modularity {result.modularity:.3f}, resolution {result.resolution:.4g}, "
+            f"labels kept {matching.kept if warm else 0} / born {matching.born} "
             f"in {time.perf_counter() - started:.1f}s",
             final=True,
         )

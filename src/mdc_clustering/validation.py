@@ -21,6 +21,7 @@ __all__ = [
     "positive_float",
     "optional_similarity",
     "choice",
+    "flag",
 ]
 
 THRESHOLD_METHODS = ("degree_target", "percentile_90", "elbow_method")
@@ -91,6 +92,18 @@ def optional_similarity(name: str, value: object) -> float | None:
     if not (-1.0 <= as_float <= 1.0):
         raise ParameterError(f"var '{name}' must be a number in [-1, 1] or null, got {value!r}")
     return as_float
+
+
+def flag(name: str, value: object) -> bool:
+    """A boolean var (dbt renders it into config as 'True' / 'False')."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ParameterError(f"var '{name}' must be true or false, got {value!r}")
 
 
 def choice(name: str, value: object, allowed: Sequence[str]) -> str:

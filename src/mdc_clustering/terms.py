@@ -1,0 +1,94 @@
+"""Distinctive terms of each cluster by class-based TF-IDF."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["TOKEN_PATTERN", "class_tfidf", "cluster_terms"]
+
+# Words of two or more letters: numbers and single letters say little about a topic.
+TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
+
+
+def class_tfidf(
+    class_texts: list[str], *, ngram_range: tuple[int, int] = (1, 2), extra_stop_words: list[str] = ()
+):
+    """Class-based TF-IDF of one concatenated text per class.
+
+    With ``x[c, t]`` the count of term ``t`` in class ``c`` (English stop
+    words and ``extra_stop_words`` removed, uni- and bigrams):
+
+    - ``tf[c, t] = x[c, t] / sum_t x[c, t]`` (term frequency within the class),
+    - ``idf[t] = log(1 + A / sum_c x[c, t])`` with ``A`` the mean number of
+      term occurrences per class,
+    - ``score = tf * idf``: frequent in the class, rare across classes.
+
+    Returns
+    -------
+    scores : scipy.sparse.csr_matrix
+        ``(n_classes, n_terms)``.
+    terms : numpy.ndarray
+        The vocabulary, aligned with the columns.
+    """
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+    stop_words = sorted(ENGLISH_STOP_WORDS | {w.lower() for w in extra_stop_words})
+    vectorizer = CountVectorizer(stop_words=stop_words, ngram_range=ngram_range, token_pattern=TOKEN_PATTERN)
+    counts = vectorizer.fit_transform(class_texts).astype(np.float64).tocsr()
+    per_class = np.asarray(counts.sum(axis=1)).ravel()
+    per_term = np.asarray(counts.sum(axis=0)).ravel()
+    mean_per_class = per_class.mean()
+    idf = np.log(1.0 + mean_per_class / per_term)
+    tf = counts.multiply(1.0 / np.maximum(per_class, 1.0)[:, None]).tocsr()
+    scores = tf.multiply(idf[None, :]).tocsr()
+    return scores, vectorizer.get_feature_names_out()
+
+
+def cluster_terms(
+    memberships: pa.Table, texts: pa.Table, *, top_n: int = 10, extra_stop_words: list[str] = ()
+) -> pa.Table:
+    """The ``top_n`` most distinctive terms of every cluster.
+
+    Parameters
+    ----------
+    memberships
+        ``dataset_id``, ``cluster`` (null = unclustered, ignored).
+    texts
+        ``dataset_id``, ``text``.
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per (cluster, term): ``cluster``, ``term_rank`` (1 = most
+        distinctive), ``term``, ``score``.
+    """
+    text_of = dict(zip(texts.column("dataset_id").to_pylist(), texts.column("text").to_pylist(), strict=True))
+    members: dict[str, list[str]] = {}
+    for dataset_id, cluster in zip(
+        memberships.column("dataset_id").to_pylist(), memberships.column("cluster").to_pylist(), strict=True
+    ):
+        if cluster is not None:
+            members.setdefault(cluster, []).append(text_of.get(dataset_id) or "")
+    clusters = sorted(members)
+    out = {"cluster": [], "term_rank": [], "term": [], "score": []}
+    if clusters:
+        scores, terms = class_tfidf(
+            [" \n".join(members[c]) for c in clusters], extra_stop_words=list(extra_stop_words)
+        )
+        for row, cluster in enumerate(clusters):
+            line = scores.getrow(row)
+            order = np.lexsort((terms[line.indices], -line.data))[:top_n]
+            for rank, j in enumerate(order, start=1):
+                out["cluster"].append(cluster)
+                out["term_rank"].append(rank)
+                out["term"].append(str(terms[line.indices[j]]))
+                out["score"].append(float(line.data[j]))
+    return pa.table(
+        {
+            "cluster": pa.array(out["cluster"], pa.string()),
+            "term_rank": pa.array(out["term_rank"], pa.int32()),
+            "term": pa.array(out["term"], pa.string()),
+            "score": pa.array(out["score"], pa.float64()),
+        }
+    )
