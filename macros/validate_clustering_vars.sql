@@ -37,7 +37,7 @@
         {%- if given is not none and (not _is_plain_number(given) or given < -1 or given > 1) -%}
             {{ _fail_var('similarity_threshold', given, "null or a number in [-1, 1]") }}
         {%- endif -%}
-        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms'] -%}
+        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms', 'placement_k'] -%}
             {%- do check_positive_int_var(name) -%}
         {%- endfor -%}
         {%- for name in ['max_cluster_size', 'target_n_clusters'] -%}
@@ -58,6 +58,13 @@
         {%- set overlap = var('label_min_overlap') -%}
         {%- if not _is_plain_number(overlap) or overlap <= 0 or overlap > 1 -%}
             {{ _fail_var('label_min_overlap', overlap, "a number in (0, 1]") }}
+        {%- endif -%}
+        {%- if var('clustering_mode') not in ['full', 'place_new'] -%}
+            {{ _fail_var('clustering_mode', var('clustering_mode'), "one of full, place_new") }}
+        {%- endif -%}
+        {%- set share = var('placement_min_share') -%}
+        {%- if not _is_plain_number(share) or share <= 0 or share > 1 -%}
+            {{ _fail_var('placement_min_share', share, "a number in (0, 1]") }}
         {%- endif -%}
         {%- set seed = var('random_seed') -%}
         {%- if not _is_plain_number(seed) or seed != (seed | int) or seed < 0 -%}

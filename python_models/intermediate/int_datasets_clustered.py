@@ -1,8 +1,8 @@
 """Leiden communities of the thresholded similarity graph, one row per embedded dataset."""
 
 from mdc_clustering.progress import dbt_progress
-from mdc_clustering.tables import cluster_memberships
-from mdc_clustering.validation import flag, positive_float
+from mdc_clustering.tables import cluster_memberships, place_new_datasets
+from mdc_clustering.validation import choice, flag, positive_float
 
 
 def model(dbt, session):
@@ -15,9 +15,21 @@ def model(dbt, session):
     target_n_clusters_tolerance = dbt.config.get("target_n_clusters_tolerance")
     stable_labels = dbt.config.get("stable_labels")
     label_min_overlap = dbt.config.get("label_min_overlap")
+    clustering_mode = choice("clustering_mode", dbt.config.get("clustering_mode"), ["full", "place_new"])
+    placement_k = dbt.config.get("placement_k")
+    placement_min_share = dbt.config.get("placement_min_share")
     embeddings = dbt.ref("stg_chroma__embeddings")
-    edges = dbt.ref("int_graph_edges_filtered")
     datasets = dbt.ref("stg_pipeline__datasets")
+    if clustering_mode == "place_new":
+        # Only datasets without a cluster are placed; the graph and Leiden are not touched.
+        return place_new_datasets(
+            embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table(),
+            datasets.select("dataset_id, cluster").to_arrow_table(),
+            k=placement_k,
+            min_share=placement_min_share,
+            progress=dbt_progress("int_datasets_clustered"),
+        )
+    edges = dbt.ref("int_graph_edges_filtered")
     registry = dbt.source("clustering_state", "cluster_label_registry")
     return cluster_memberships(
         embeddings.select("dataset_id").order("dataset_id").to_arrow_table(),

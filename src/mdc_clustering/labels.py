@@ -85,7 +85,6 @@ def match_labels(
         Smallest Jaccard overlap for a new cluster to inherit a label.
     """
     clusters = np.asarray(clusters, dtype=np.int64)
-    n = clusters.size
     prev_labels = sorted({p for p in previous if p is not None})
     prev_index = {label: i for i, label in enumerate(prev_labels)}
     prev_codes = np.array([prev_index[p] if p is not None else -1 for p in previous], dtype=np.int64)

@@ -14,8 +14,15 @@ from .errors import ClusteringInputError
 from .knn import exact_knn, knn_table, normalize_rows, query_knn
 from .labels import match_labels
 from .leiden import NO_CLUSTER, build_graph, leiden_cluster
+from .placement import place_by_vote
 
-__all__ = ["centroid_similarities", "cluster_memberships", "nearest_neighbors", "reference_neighbors"]
+__all__ = [
+    "centroid_similarities",
+    "cluster_memberships",
+    "nearest_neighbors",
+    "place_new_datasets",
+    "reference_neighbors",
+]
 
 Progress = Callable[..., None] | None
 
@@ -202,10 +209,16 @@ def cluster_memberships(
     warm = any(label is not None for label in previous_labels)
     initial = None
     if warm:
-        # previous clusters as start communities; every other node alone
+        # previous clusters as start communities; every other node alone, and so is a node
+        # without edges (it cannot be held in a cluster by its past alone)
         codes = {label: i for i, label in enumerate(sorted({p for p in previous_labels if p is not None}))}
+        has_edge = np.asarray(graph.degree()) > 0
         initial = np.array(
-            [codes[p] if p is not None else len(codes) + i for i, p in enumerate(previous_labels)], dtype=np.int64
+            [
+                codes[p] if p is not None and has_edge[i] else len(codes) + i
+                for i, p in enumerate(previous_labels)
+            ],
+            dtype=np.int64,
         )
     if progress is not None:
         start = "warm start from the previous clusters" if warm else "cold start"
@@ -256,6 +269,9 @@ def cluster_memberships(
             "clusters_split": pa.array(np.full(n, matching.split if warm else 0, dtype=np.int64)),
             "clusters_merged": pa.array(np.full(n, matching.merged if warm else 0, dtype=np.int64)),
             "share_kept_label": pa.array([matching.share_kept if warm else None] * n, pa.float64()),
+            "datasets_placed": pa.nulls(n, pa.int64()),
+            "datasets_left_unplaced": pa.nulls(n, pa.int64()),
+            "placement_seconds": pa.nulls(n, pa.float64()),
         }
     )
     if progress is not None:
@@ -264,6 +280,101 @@ def cluster_memberships(
             f"modularity {result.modularity:.3f}, resolution {result.resolution:.4g}, "
             f"labels kept {matching.kept if warm else 0} / born {matching.born} "
             f"in {time.perf_counter() - started:.1f}s",
+            final=True,
+        )
+    return table
+
+
+def place_new_datasets(
+    embeddings: pa.Table,
+    previous: pa.Table,
+    *,
+    k: int = 15,
+    min_share: float = 0.5,
+    progress: Progress = None,
+) -> pa.Table:
+    """Keep every existing membership; place only the datasets without a cluster.
+
+    Each embedded dataset whose previous cluster is NULL is placed by
+    :func:`mdc_clustering.placement.place_by_vote` among the embedded
+    datasets that have a cluster; the rest keep their label untouched.
+
+    Returns
+    -------
+    pyarrow.Table
+        The columns of :func:`cluster_memberships` (Leiden facts NULL), with
+        ``label_status`` 'kept' for existing members and 'placed' for placed
+        datasets, and the run's ``datasets_placed``, ``datasets_left_unplaced``
+        and ``placement_seconds`` on every row.
+    """
+    from .validation import positive_float, positive_int
+
+    k = positive_int("placement_k", k)
+    min_share = positive_float("placement_min_share", min_share)
+    started = time.perf_counter()
+    ids = embeddings.column("dataset_id").combine_chunks()
+    n = len(ids)
+    previous_labels: list[str | None] = [None] * n
+    prev_index = pc.index_in(previous.column("dataset_id"), value_set=ids).to_pylist()
+    for row, label in zip(prev_index, previous.column("cluster").to_pylist(), strict=True):
+        if row is not None:
+            previous_labels[row] = label
+    clustered = np.array([label is not None for label in previous_labels])
+    if not clustered.any():
+        raise ClusteringInputError(
+            "clustering_mode 'place_new' needs a previous full run: no embedded dataset has a cluster yet. "
+            "Run `dbt build` once with clustering_mode: full."
+        )
+    matrix = embedding_matrix(embeddings)
+    label_list = sorted({label for label in previous_labels if label is not None})
+    code_of = {label: i for i, label in enumerate(label_list)}
+    clustered_rows = np.flatnonzero(clustered)
+    new_rows = np.flatnonzero(~clustered)
+    codes, shares = place_by_vote(
+        matrix[new_rows],
+        matrix[clustered_rows],
+        np.array([code_of[previous_labels[i]] for i in clustered_rows], dtype=np.int64),
+        k,
+        min_share=min_share,
+    )
+    labels = list(previous_labels)
+    status: list[str | None] = ["kept" if c else None for c in clustered]
+    for row, code in zip(new_rows.tolist(), codes.tolist(), strict=True):
+        if code >= 0:
+            labels[row] = label_list[code]
+            status[row] = "placed"
+    placed = int((codes >= 0).sum())
+    seconds = time.perf_counter() - started
+    nulls_f = pa.nulls(n, pa.float64())
+    table = pa.table(
+        {
+            "dataset_id": ids,
+            "cluster": pa.array(labels, pa.string()),
+            "cluster_number": pa.nulls(n, pa.int64()),
+            "label_status": pa.array(status, pa.string()),
+            "previous_cluster": pa.array(previous_labels, pa.string()),
+            "community": pa.nulls(n, pa.int64()),
+            "community_size": pa.nulls(n, pa.int64()),
+            "leiden_resolution": nulls_f,
+            "modularity": nulls_f,
+            "n_components": pa.nulls(n, pa.int64()),
+            "target_reached": pa.nulls(n, pa.bool_()),
+            "n_split": pa.nulls(n, pa.int64()),
+            "labels_kept": pa.array(np.full(n, len(label_list), dtype=np.int64)),
+            "labels_born": pa.array(np.zeros(n, dtype=np.int64)),
+            "labels_retired": pa.array(np.zeros(n, dtype=np.int64)),
+            "clusters_split": pa.array(np.zeros(n, dtype=np.int64)),
+            "clusters_merged": pa.array(np.zeros(n, dtype=np.int64)),
+            "share_kept_label": pa.array(np.ones(n)),
+            "datasets_placed": pa.array(np.full(n, placed, dtype=np.int64)),
+            "datasets_left_unplaced": pa.array(np.full(n, len(new_rows) - placed, dtype=np.int64)),
+            "placement_seconds": pa.array(np.full(n, seconds)),
+        }
+    )
+    if progress is not None:
+        progress(
+            f"placed {placed} of {len(new_rows)} datasets without a cluster into {len(label_list)} existing "
+            f"clusters ({len(new_rows) - placed} left unclustered) in {seconds:.2f}s; no re-clustering",
             final=True,
         )
     return table
