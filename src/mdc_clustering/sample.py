@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["DEFAULT_COLLECTION", "load_chroma", "load_database", "main"]
+__all__ = ["DEFAULT_COLLECTION", "add_from_sample", "load_chroma", "load_database", "main"]
 
 DEFAULT_COLLECTION = "rdatasets_help_pages"
 SAMPLE_TIMESTAMP = "2026-01-01 00:00:00"
@@ -177,6 +177,57 @@ def load_database(sample_dir: Path, db_path: Path, *, exclude: set[str] = frozen
         return True
     finally:
         con.close()
+
+
+def add_from_sample(sample_dir: Path, db_path: Path, chroma_path: Path, collection: str, ids: set[str]) -> int:
+    """Add the sample datasets ``ids`` (held back at load time) to the store and the database.
+
+    Mimics new datasets arriving from the pipeline's earlier phases: their
+    embeddings go into the Chroma collection and their rows (cluster NULL)
+    into ``datasets``. Returns how many were added.
+    """
+    import duckdb
+
+    from .chroma_reader import get_client
+
+    embeddings = pq.read_table(sample_dir / "embeddings.parquet")
+    datasets = pq.read_table(sample_dir / "datasets.parquet")
+    pick = pa.array([d in ids for d in embeddings["dataset_id"].to_pylist()])
+    embeddings = embeddings.filter(pick)
+    datasets = datasets.filter(pa.array([d in ids for d in datasets["dataset_id"].to_pylist()]))
+    col = embeddings["embedding"].combine_chunks()
+    matrix = col.flatten().to_numpy().reshape(-1, col.type.list_size)
+    doc_of = dict(zip(datasets["dataset_id"].to_pylist(), datasets["document_id"].to_pylist(), strict=True))
+    new_ids = embeddings["dataset_id"].to_pylist()
+    coll = get_client(chroma_path).get_collection(collection)
+    coll.add(
+        ids=new_ids,
+        embeddings=np.ascontiguousarray(matrix, dtype=np.float32),
+        metadatas=[{"document_id": doc_of[i]} for i in new_ids],
+    )
+    con = duckdb.connect(str(db_path))
+    try:
+        con.register("new_datasets", datasets)
+        ts = f"timestamp '{SAMPLE_TIMESTAMP}'"
+        con.execute(
+            f"""
+            insert into main.documents
+            select distinct document_id, replace(document_id, 'rdatasets:', 'R package '), 0, {ts}, {ts}
+            from new_datasets
+            where document_id not in (select doi from main.documents)
+            """
+        )
+        con.execute(
+            f"""
+            insert into main.datasets
+            select dataset_id, document_id, total_tokens, avg_tokens_per_chunk, total_char_length,
+                   clean_text_length, null, null, text, {ts}, {ts}
+            from new_datasets
+            """
+        )
+    finally:
+        con.close()
+    return len(new_ids)
 
 
 def main(argv: list[str] | None = None) -> None:

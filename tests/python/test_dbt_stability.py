@@ -1,0 +1,112 @@
+"""Labels that survive re-runs, on the embedded sample: 5% more datasets, place_new, full refresh."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+from dbt_runner import REPO, Warehouse
+
+from mdc_clustering.sample import add_from_sample
+
+SAMPLE = REPO / "data" / "sample"
+
+
+@pytest.fixture(scope="module")
+def held_back():
+    ids = sorted(pq.read_table(SAMPLE / "datasets.parquet", columns=["dataset_id"])["dataset_id"].to_pylist())
+    return set(ids[::20])  # 115 of 2,293: the "5% more" that arrive later
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory, held_back):
+    wh = Warehouse(tmp_path_factory.mktemp("grown"), exclude=held_back)
+    wh.dbt("build")
+    before = dict(wh.query("select dataset_id, cluster from main.datasets"))
+    registry_before = wh.query(
+        "select label, label_number, status, created_run_id from clustering_state.cluster_label_registry order by label"
+    )
+    # a second root with the same starting point, for place_new
+    twin_root = tmp_path_factory.mktemp("twin")
+    shutil.copy(wh.db, twin_root / "pipeline.duckdb")
+    shutil.copytree(wh.chroma, twin_root / "chroma")
+    twin = Warehouse(twin_root, load_sample=False)
+    assert add_from_sample(SAMPLE, wh.db, wh.chroma, wh.collection, held_back) == len(held_back)
+    wh.dbt("build")
+    return wh, twin, before, registry_before
+
+
+def test_most_labels_survive_five_percent_growth(grown):
+    wh, _, before, _ = grown
+    report = wh.report
+    share = report["labels"]["share_of_datasets_keeping_label"]
+    after = dict(wh.query("select dataset_id, cluster from main.datasets"))
+    had = [d for d, c in before.items() if c is not None]
+    recomputed = sum(after[d] == before[d] for d in had) / len(had)
+    assert share == pytest.approx(recomputed)
+    assert share >= 0.9, share
+    print(f"\nshare of previously clustered datasets keeping their label after +5%: {share:.3f}; "
+          f"labels kept {report['labels']['kept']}, born {report['labels']['born']}, "
+          f"retired {report['labels']['retired']}, split {report['labels']['split']}, "
+          f"merged {report['labels']['merged']}")
+
+
+def test_registry_never_reuses_a_label(grown):
+    wh, _, _, registry_before = grown
+    rows = wh.query("select label, label_number, status, created_run_id from clustering_state.cluster_label_registry")
+    numbers = [n for _, n, _, _ in rows]
+    assert len(numbers) == len(set(numbers))
+    old = {label: created for label, _, _, created in registry_before}
+    for label, _, _status, created in rows:
+        if label in old:
+            assert created == old[label]  # created_* written once
+    active = {label for label, _, status, _ in rows if status == "active"}
+    assert active == {c for (c,) in wh.query("select distinct cluster from main.datasets where cluster is not null")}
+    born = {label for label, _, _, created in rows if label not in old}
+    assert all(int(b.split("_")[1]) > max(n for _, n, _, _ in registry_before) for b in born)
+
+
+def test_clusters_mart_is_readable(grown):
+    wh, _, _, _ = grown
+    rows = wh.query(
+        "select cluster, size, top_terms, exemplar_ids, exemplar_texts, mean_centroid_similarity, "
+        "created_run_id, last_changed_run_id from clustering.clusters order by size desc"
+    )
+    assert len(rows) == wh.report["clusters"]["n_clusters"]
+    for _cluster, size, terms, exemplars, texts, cohesion, created, changed in rows:
+        assert len(terms) == 10 and len(exemplars) == min(3, size) and len(texts) == len(exemplars)
+        assert 0 < cohesion <= 1 and created and changed
+    print("\n" + "\n".join(f"{c} ({s}): {', '.join(t[:6])} | e.g. {x[0]}" for c, s, t, _, x, *_ in rows[:6]))
+
+
+def test_full_refresh_keeps_the_registry(grown):
+    wh, _, _, _ = grown
+    kept = "select label, label_number, created_run_id, created_at, status from clustering_state.cluster_label_registry"
+    before = wh.query(kept + " order by label")
+    wh.dbt("build", "--full-refresh", "--select", "cluster_label_registry")
+    assert wh.query(kept + " order by label") == before  # only last_seen_* moved
+    assert wh.query(
+        "select count(*) from duckdb_constraints() "
+        "where table_name = 'cluster_label_registry' and constraint_type = 'PRIMARY KEY'"
+    ) == [(1,)]
+
+
+def test_place_new_only_places_the_datasets_without_a_cluster(grown, held_back):
+    _, twin, before, _ = grown
+    add_from_sample(SAMPLE, twin.db, twin.chroma, twin.collection, held_back)
+    result = twin.dbt("build", "--selector", "place_new", vars={"clustering_mode": "place_new"})
+    assert "placed" in result.stdout and "no re-clustering" in result.stdout
+    after = dict(twin.query("select dataset_id, cluster from main.datasets"))
+    for dataset_id, cluster in before.items():
+        if cluster is not None:
+            assert after[dataset_id] == cluster  # existing memberships untouched
+    [(placed, unplaced, seconds)] = twin.query(
+        "select any_value(datasets_placed), any_value(datasets_left_unplaced), any_value(placement_seconds) "
+        "from clustering.int_datasets_clustered"
+    )
+    newly = [d for d in held_back if after[d] is not None]
+    unclustered_before = sum(c is None for c in before.values()) + len(held_back)
+    assert placed + unplaced == unclustered_before
+    assert len(newly) <= placed and placed > len(held_back) / 2
+    assert seconds < 5
