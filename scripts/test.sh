@@ -20,7 +20,7 @@ fi
 export DBT_PROFILES_DIR="$PWD"
 export DBT_SEND_ANONYMOUS_USAGE_STATS=False
 
-.venv/bin/ruff check src tests python_models scripts
+.venv/bin/ruff check src tests python_models scripts benchmarks
 # sqlfluff's dbt templater compiles the project: point it at a scratch database
 MDC_DUCKDB_PATH="$(mktemp -d)/lint.duckdb" .venv/bin/sqlfluff lint models tests/dbt --disable-progress-bar --nocolor
 .venv/bin/python -m pytest "$@"
