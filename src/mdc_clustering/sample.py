@@ -71,6 +71,18 @@ create table if not exists main.engineered_feature_values (
 """
 
 
+def _insert_datasets_sql(relation: str) -> str:
+    """Insert the sample rows of ``relation`` into main.datasets: cluster and dataset_type NULL."""
+    ts = f"timestamp '{SAMPLE_TIMESTAMP}'"
+    return f"""
+        insert into main.datasets
+        select dataset_id, document_id, total_tokens, avg_tokens_per_chunk, total_char_length,
+               clean_text_length, null, null, text, {ts}, {ts}
+        from {relation}
+        order by dataset_id
+    """
+
+
 def _log(message: str) -> None:
     print(f"[sample] {message}", file=sys.stderr, flush=True)
 
@@ -138,15 +150,7 @@ def load_database(sample_dir: Path, db_path: Path, *, exclude: set[str] = frozen
             order by document_id
             """
         )
-        con.execute(
-            f"""
-            insert into main.datasets
-            select dataset_id, document_id, total_tokens, avg_tokens_per_chunk, total_char_length,
-                   clean_text_length, null, null, text, {ts}, {ts}
-            from sample_datasets
-            order by dataset_id
-            """
-        )
+        con.execute(_insert_datasets_sql("sample_datasets"))
         # Three features of an "earlier phase" of the pipeline: this phase
         # must never change or lose them.
         con.execute(
@@ -217,14 +221,7 @@ def add_from_sample(sample_dir: Path, db_path: Path, chroma_path: Path, collecti
             where document_id not in (select doi from main.documents)
             """
         )
-        con.execute(
-            f"""
-            insert into main.datasets
-            select dataset_id, document_id, total_tokens, avg_tokens_per_chunk, total_char_length,
-                   clean_text_length, null, null, text, {ts}, {ts}
-            from new_datasets
-            """
-        )
+        con.execute(_insert_datasets_sql("new_datasets"))
     finally:
         con.close()
     return len(new_ids)
