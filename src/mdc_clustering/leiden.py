@@ -75,6 +75,11 @@ def build_graph(n_nodes: int, sources: np.ndarray, targets: np.ndarray, weights:
         raise ClusteringInputError("the edge list has self loops; edges must join two different datasets")
     if sources.size and not np.all(np.isfinite(weights)):
         raise ClusteringInputError("edge weights must be finite")
+    if sources.size and np.any(weights <= 0):
+        raise ClusteringInputError(
+            "edge weights must be positive (Leiden's modularity has no meaning for negative weights); "
+            "leave edges with similarity <= 0 out of the graph"
+        )
     g = ig.Graph(n=n_nodes, edges=np.column_stack([sources, targets]).tolist(), directed=False)
     g.es["weight"] = weights.tolist()
     return g

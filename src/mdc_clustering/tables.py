@@ -198,6 +198,14 @@ def cluster_memberships(
     sources = _node_index(node_ids, edges.column("source_id"), "source_id")
     targets = _node_index(node_ids, edges.column("target_id"), "target_id")
     weights = edges.column("weight").to_numpy().astype(np.float64)
+    positive = weights > 0
+    if not positive.all() and progress is not None:
+        progress(
+            f"{int((~positive).sum())} edges with similarity <= 0 left out of the graph "
+            "(Leiden needs positive weights; raise the threshold to drop them earlier)",
+            final=True,
+        )
+    sources, targets, weights = sources[positive], targets[positive], weights[positive]
     order = np.lexsort((targets, sources))  # edge order fixed, whatever the table's order
     graph = build_graph(len(node_ids), sources[order], targets[order], weights[order])
     previous_labels: list[str | None] = [None] * len(node_ids)

@@ -146,3 +146,14 @@ def test_bad_parameters(kwargs, var):
     graph = build_graph(2, np.array([0]), np.array([1]), np.array([1.0]))
     with pytest.raises(ParameterError, match=var):
         leiden_cluster(graph, **kwargs)
+
+
+def test_non_positive_edges_are_left_out_not_fatal():
+    nodes = pa.table({"dataset_id": ["a", "b", "c"]})
+    edges = pa.table({"source_id": ["a", "a"], "target_id": ["b", "c"], "weight": [0.9, -0.2]})
+    lines = []
+    table = cluster_memberships(nodes, edges, progress=lambda m, **k: lines.append(m))
+    assert table.column("cluster").to_pylist() == ["cluster_0", "cluster_0", None]
+    assert any("1 edges with similarity <= 0 left out" in line for line in lines)
+    with pytest.raises(ValueError, match="must be positive"):
+        build_graph(2, np.array([0]), np.array([1]), np.array([-0.5]))
