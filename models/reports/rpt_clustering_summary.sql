@@ -92,6 +92,15 @@ unembedded as (
 
 ),
 
+orphan_embeddings as (
+
+    select count(*) as n_orphans
+    from embeddings
+    anti join datasets
+        on embeddings.dataset_id = datasets.dataset_id
+
+),
+
 run_facts as (
 
     select
@@ -219,6 +228,7 @@ summary as (
         run_facts.n_unclustered as datasets_unclustered,
         run_facts.n_singletons as datasets_without_community,
         unembedded.n_unembedded as datasets_without_embedding,
+        orphan_embeddings.n_orphans as embeddings_without_dataset_row,
         typed_clusters.dataset_type_purity,
     from threshold
     cross join run_facts
@@ -226,6 +236,7 @@ summary as (
     cross join typed_clusters
     cross join connected_nodes
     cross join unembedded
+    cross join orphan_embeddings
     cross join described
 
 )
