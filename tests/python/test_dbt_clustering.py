@@ -16,7 +16,11 @@ def synthetic(tmp_path_factory):
     centres = rng.normal(size=(5, 12)) * 3
     x = np.vstack([c + rng.normal(size=(16, 12)) for c in centres]).astype(np.float32)
     ids = [f"ds{i:03d}" for i in range(len(x))]
-    wh = Warehouse.from_arrays(tmp_path_factory.mktemp("synthetic"), ids, x)
+    # blobs 0, 2, 4 PRIMARY and 1, 3 SECONDARY, three flipped, and a few unknown, for the purity report
+    types = ["PRIMARY" if (i // 16) % 2 == 0 else "SECONDARY" for i in range(len(x))]
+    types[3] = types[5] = types[7] = "SECONDARY"
+    types[20] = types[21] = None
+    wh = Warehouse.from_arrays(tmp_path_factory.mktemp("synthetic"), ids, x, dataset_types=types)
     wh.dbt("build", vars={"k_neighbors": 8, "target_degree": 5})
     return wh, ids, x
 
@@ -137,3 +141,20 @@ def test_report_json(sample):
     assert 0 < report["leiden"]["modularity"] < 1
     assert report["parameters"]["random_seed"] == 42
     assert report["clusters"]["size_min"] >= 2
+
+
+def test_report_purity_per_cluster_where_dataset_type_is_known(synthetic):
+    wh, _, _ = synthetic
+    rows = wh.query("select cluster, dataset_type from main.datasets where cluster is not null")
+    expected = {}
+    for cluster, dtype in rows:
+        counts = expected.setdefault(cluster, {"PRIMARY": 0, "SECONDARY": 0})
+        if dtype is not None:
+            counts[dtype] += 1
+    purity = {p["cluster"]: p for p in wh.report["dataset_type_purity"]}
+    assert set(purity) == {c for c, n in expected.items() if n["PRIMARY"] + n["SECONDARY"] > 0}
+    for cluster, counts in expected.items():
+        typed = counts["PRIMARY"] + counts["SECONDARY"]
+        assert purity[cluster]["n_typed"] == typed
+        assert purity[cluster]["purity"] == pytest.approx(max(counts.values()) / typed)
+    assert min(p["purity"] for p in purity.values()) < 1  # the flipped one shows
