@@ -70,13 +70,15 @@ class Warehouse:
         con.close()
         return wh
 
-    def dbt(self, *args: str, vars: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def command(self, *args: str, vars: dict | None = None, env: dict | None = None) -> tuple[list[str], dict]:
+        """The dbt command line and environment that run ``dbt <args>`` against this warehouse."""
         all_vars = {"chroma_path": str(self.chroma), "chroma_collection": self.collection, **(vars or {})}
-        env = {
+        full_env = {
             **os.environ,
             "MDC_DUCKDB_PATH": str(self.db),
             "DBT_PROFILES_DIR": str(REPO),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            **(env or {}),
         }
         cmd = [
             DBT, *args,
@@ -87,10 +89,29 @@ class Warehouse:
         ]
         # dbt runs from the warehouse's folder, so the report lands in its own reports/clustering/
         (self.root / "reports" / "clustering").mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)
+        return cmd, full_env
+
+    def dbt(
+        self,
+        *args: str,
+        vars: dict | None = None,
+        env: dict | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess:
+        cmd, full_env = self.command(*args, vars=vars, env=env)
+        result = subprocess.run(cmd, cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
         return result
+
+    def start(self, *args: str, vars: dict | None = None, env: dict | None = None, output: Path) -> subprocess.Popen:
+        """Start ``dbt <args>`` in its own process group (so a test can kill it whole); output goes to ``output``."""
+        cmd, full_env = self.command(*args, vars=vars, env=env)
+        with open(output, "w") as out:
+            return subprocess.Popen(
+                cmd, cwd=self.root, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     @property
     def report(self) -> dict:
@@ -109,3 +130,49 @@ class Warehouse:
             return con.execute(sql).fetchall()
         finally:
             con.close()
+
+    def snapshot(self) -> dict[str, list[tuple]]:
+        """Every row of the pipeline's shared tables this phase writes, in key order."""
+        return {table: self.query(sql) for table, sql in SHARED_TABLES.items()}
+
+
+# The pipeline's tables that this phase changes in place, with their key columns first.
+SHARED_TABLES = {
+    "main.datasets": "select * from main.datasets order by dataset_id",
+    "main.engineered_feature_values": (
+        "select * from main.engineered_feature_values order by dataset_id, document_id, feature_name"
+    ),
+}
+KEY_WIDTH = {"main.datasets": 1, "main.engineered_feature_values": 3}
+# This phase's features (macros/phase_feature_names.sql): recomputed every run, and a stale one is
+# deleted on purpose, so a successful build may remove them; nothing else may ever go.
+PHASE_FEATURES = frozenset({
+    "neighbor_similarity_mean", "neighbor_similarity_max", "neighbor_similarity_var",
+    "neighbor_norm_mean", "neighbor_norm_max", "neighbor_norm_var",
+    "cluster_size", "cluster_centroid_similarity",
+})
+
+
+def protected(snapshot: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """The rows no build may remove: every `datasets` row, and other phases' feature rows."""
+    return {
+        table: [row for row in rows if table != "main.engineered_feature_values" or row[2] not in PHASE_FEATURES]
+        for table, rows in snapshot.items()
+    }
+
+
+def rows_lost(before: dict[str, list[tuple]], after: dict[str, list[tuple]], *, kept=None) -> int:
+    """Rows of ``before`` whose key is gone from ``after``, over both shared tables.
+
+    ``kept`` (same shape as ``before``), when given, narrows the count to the
+    keys that ``kept`` also holds: rows that every acceptable outcome keeps.
+    """
+    lost = 0
+    for table, rows in before.items():
+        width = KEY_WIDTH[table]
+        keys = {row[:width] for row in rows}
+        if kept is not None:
+            keys &= {row[:width] for row in kept[table]}
+        lost += len(keys - {row[:width] for row in after[table]})
+    return lost
+
