@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
+import duckdb
 import numpy as np
 import pytest
-from dbt_runner import Warehouse
-
-SNAPSHOT = [
-    "select * from main.datasets order by dataset_id",
-    "select * from main.engineered_feature_values order by dataset_id, document_id, feature_name",
-]
+from dbt_runner import Warehouse, protected
 
 
 @pytest.fixture
@@ -24,35 +22,111 @@ def copy_of_sample(sample, tmp_path):
     return Warehouse(tmp_path, load_sample=False)
 
 
-def test_locked_database_fails_with_one_line_naming_file_and_holder(copy_of_sample):
-    wh = copy_of_sample
-    before = [wh.query(sql) for sql in SNAPSHOT]
+def _hold_lock(db) -> subprocess.Popen:
+    """Another process holding the DuckDB file (read-write), as a second pipeline job would."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(wh.db)!r}); print('held', flush=True); "
-         "time.sleep(600)"],
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(db)!r}); print('held', flush=True); "
+         "sys.stdin.readline()"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def _log_seconds(line: str) -> float:
+    hours, minutes, seconds = re.search(r"(\d\d):(\d\d):(\d\d\.\d+)", line).groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+@pytest.mark.fault
+def test_locked_database_waits_a_bounded_time_then_fails_with_one_line_naming_file_and_holder(
+    copy_of_sample, reliability
+):
+    wh = copy_of_sample
+    bound = 5.0
+    before = wh.snapshot()
+    holder = _hold_lock(wh.db)
     try:
-        assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
-        result = wh.dbt("build", check=False)
-        waited = time.monotonic() - started
+        result = wh.dbt("build", env={"MDC_LOCK_WAIT_SECONDS": str(bound)}, check=False)
+        elapsed = time.monotonic() - started
     finally:
         holder.kill()
         holder.wait()
     assert result.returncode != 0
     lines = [line for line in result.stdout.splitlines() if "Could not set lock on file" in line]
-    assert lines, result.stdout[-2000:]
-    assert str(wh.db) in lines[0] and f"PID {holder.pid}" in lines[0]
-    # dbt-duckdb retries each connection (1 + 2 + 4 s) but dbt opens several, so the total wait
-    # grows with the project (~2 min here); bounding it is open work (issue: reliability)
-    print(f"\nlocked database: dbt gave up after {waited:.0f}s")
-    assert [wh.query(sql) for sql in SNAPSHOT] == before  # nothing written
+    assert len(lines) == 1, result.stdout[-3000:]
+    assert str(wh.db) in lines[0] and f"PID {holder.pid}" in lines[0] and "MDC_LOCK_WAIT_SECONDS=5" in lines[0]
+    # The wait itself, from dbt's first connection attempt to its last error, in dbt's own log:
+    # one bounded wait for the whole run (dbt-duckdb's per-connection retries took ~2 min here).
+    log = (wh.root / "logs" / "dbt.log").read_text().splitlines()
+    first_open = next(line for line in log if "Opening a new connection" in line)
+    last_error = [line for line in log if "Could not set lock on file" in line and re.match(r"\S*\d\d:\d\d", line)][-1]
+    waited = _log_seconds(last_error) - _log_seconds(first_open)
+    print(f"\nlocked database: waited {waited:.1f}s (bound {bound:g}s); dbt exited after {elapsed:.1f}s in all")
+    assert bound - 0.5 <= waited < bound + 3.0
+    assert elapsed < bound + 60  # start-up and parsing included
+    after = wh.snapshot()
+    reliability.compare(before, after)
+    assert after == before  # nothing written
 
 
-def test_chroma_id_without_a_dataset_row_warns_and_carries_on(copy_of_sample):
+@pytest.mark.fault
+def test_database_freed_during_the_wait_lets_the_build_run(tmp_path, reliability):
+    rng = np.random.default_rng(3)
+    vectors = np.vstack([c + 0.3 * rng.normal(size=(20, 8)) for c in rng.normal(size=(3, 8)) * 3])
+    wh = Warehouse.from_arrays(tmp_path, [f"ds-{i:02d}" for i in range(len(vectors))], vectors)
+    holder = _hold_lock(wh.db)
+    threading.Timer(8.0, holder.stdin.close).start()  # the other job finishes after 8 s
+    try:
+        result = wh.dbt("build", vars={"k_neighbors": 8, "target_degree": 4}, env={"MDC_LOCK_WAIT_SECONDS": "120"})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "Could not set lock" not in result.stdout
+    assert wh.query("select count(*) from main.datasets where cluster is not null")[0][0] > 0
+
+
+def test_lock_wait_gives_up_after_the_bound_in_process(tmp_path):
+    from mdc_clustering.lock_wait import LockWaitError, open_when_free
+
+    db = tmp_path / "held.duckdb"
+    duckdb.connect(str(db)).close()
+    holder = _hold_lock(db)
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockWaitError) as caught:
+            open_when_free(str(db), {}, wait_seconds=1.5)
+        waited = time.monotonic() - started
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        open_when_free(str(db), {}, wait_seconds=1.5).close()  # free again: opens at once
+    finally:
+        holder.kill()
+        holder.wait()
+    assert 1.5 <= waited < 3.5
+    [line] = str(caught.value).splitlines()
+    assert str(db) in line and f"PID {holder.pid}" in line and "MDC_LOCK_WAIT_SECONDS=1.5" in line
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("raw", ["soon", "-1", "inf", "nan"])
+def test_bad_lock_wait_setting_is_named(monkeypatch, raw):
+    from mdc_clustering.lock_wait import LockWaitError, wait_seconds_from_env
+
+    monkeypatch.setenv("MDC_LOCK_WAIT_SECONDS", raw)
+    with pytest.raises(LockWaitError, match="MDC_LOCK_WAIT_SECONDS must be a number of seconds"):
+        wait_seconds_from_env()
+    monkeypatch.delenv("MDC_LOCK_WAIT_SECONDS")
+    assert wait_seconds_from_env() == 30.0
+
+
+@pytest.mark.bad_input
+def test_chroma_id_without_a_dataset_row_warns_and_carries_on(copy_of_sample, reliability):
     wh = copy_of_sample
+    before = wh.snapshot()
     from mdc_clustering.chroma_reader import get_client
 
     coll = get_client(wh.chroma).get_collection(wh.collection)
@@ -63,5 +137,83 @@ def test_chroma_id_without_a_dataset_row_warns_and_carries_on(copy_of_sample):
     result = wh.dbt("build")
     assert "WARN" in result.stdout and "chroma_ids_have_a_dataset_row" in result.stdout
     assert wh.query("select count(*) from main.datasets") == con_rows  # no row added
+    assert reliability.compare(protected(before), wh.snapshot()) == 0  # none removed
     assert wh.report["embeddings_without_dataset_row"] == 1
     assert wh.report["datasets_without_embedding"] == 0
+
+
+# --- Bad Chroma input at the dbt level: the exact outcome, and the shared tables untouched --------
+
+SMALL_VARS = {"k_neighbors": 8, "target_degree": 4}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A built synthetic warehouse (60 datasets) whose store also holds an empty and a zero-vector collection."""
+    rng = np.random.default_rng(9)
+    vectors = np.vstack([c + 0.3 * rng.normal(size=(20, 8)) for c in rng.normal(size=(3, 8)) * 3])
+    ids = [f"ds-{i:02d}" for i in range(len(vectors))]
+    wh = Warehouse.from_arrays(tmp_path_factory.mktemp("small"), ids, vectors)
+    from mdc_clustering.chroma_reader import get_client
+
+    client = get_client(wh.chroma)
+    client.create_collection("empty_one", embedding_function=None)
+    zero = np.array(vectors[:5], np.float32)
+    zero[2] = 0.0
+    client.create_collection("with_zero", embedding_function=None).add(
+        ids=ids[:5], embeddings=zero, metadatas=[{"document_id": "doc-0"}] * 5
+    )
+    wh.dbt("build", vars=SMALL_VARS)
+    return wh
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    ("collection", "message"),
+    [
+        ("absent_one", "Chroma collection 'absent_one' not found in store"),
+        ("empty_one", "holds no embeddings"),
+        ("with_zero", "1 with zero norm ('ds-02')"),
+    ],
+)
+def test_bad_chroma_collection_fails_the_build_and_changes_nothing(small, reliability, collection, message):
+    before = small.snapshot()
+    result = small.dbt("build", vars={**SMALL_VARS, "chroma_collection": collection}, check=False)
+    after = small.snapshot()
+    reliability.compare(before, after)
+    assert result.returncode != 0
+    assert message in result.stdout
+    assert small.run_results()["model.mdc_clustering.stg_chroma__embeddings"] == "error"
+    assert after == before
+
+
+@pytest.mark.bad_input
+def test_dataset_row_without_an_embedding_warns_and_carries_on(small, reliability):
+    con = duckdb.connect(str(small.db))
+    con.execute("""
+        insert into main.datasets values ('ds-unembedded', 'doc-0', 10, 10.0, 100, 90, 'cluster_0', null,
+            'text of ds-unembedded', timestamp '2026-01-01', timestamp '2026-01-01');
+        insert into main.engineered_feature_values values
+            ('ds-unembedded', 'doc-0', 'neighbor_similarity_mean', 0.5, timestamp '2026-01-01', timestamp '2026-01-01'),
+            ('ds-unembedded', 'doc-0', 'context_token_count', 12, timestamp '2026-01-01', timestamp '2026-01-01');
+    """)
+    con.close()
+    before = small.snapshot()
+    try:
+        result = small.dbt("build", vars=SMALL_VARS)
+        after = small.snapshot()
+        assert reliability.compare(protected(before), after) == 0  # no datasets row, no other phase's row lost
+        assert "WARN" in result.stdout and "datasets_have_an_embedding" in result.stdout
+        assert small.report["datasets_without_embedding"] == 1
+        assert small.query("select cluster from main.datasets where dataset_id = 'ds-unembedded'") == [(None,)]
+        assert small.query(
+            "select feature_name from main.engineered_feature_values where dataset_id = 'ds-unembedded'"
+        ) == [("context_token_count",)]  # this phase's stale feature deleted, the other phase's kept
+        assert [row for row in after["main.datasets"] if row[0] != "ds-unembedded"] == [
+            row for row in before["main.datasets"] if row[0] != "ds-unembedded"
+        ]  # the others untouched: the re-run changes no cluster
+    finally:
+        con = duckdb.connect(str(small.db))
+        con.execute("delete from main.datasets where dataset_id = 'ds-unembedded'; "
+                    "delete from main.engineered_feature_values where dataset_id = 'ds-unembedded'")
+        con.close()
