@@ -44,6 +44,7 @@ def test_missing_metadata_gives_null_document_id(tmp_path, rng):
     assert table.column("document_id").to_pylist() == ["x", None]
 
 
+@pytest.mark.bad_input
 def test_missing_store_is_not_created(tmp_path):
     missing = tmp_path / "no_such_store"
     with pytest.raises(ClusteringInputError, match="Chroma store not found.*chroma_path.*mdc_clustering.sample"):
@@ -51,6 +52,7 @@ def test_missing_store_is_not_created(tmp_path):
     assert not missing.exists()  # Chroma would have created an empty store
 
 
+@pytest.mark.bad_input
 def test_directory_that_is_not_a_store(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ClusteringInputError, match="no chroma.sqlite3"):
@@ -58,12 +60,14 @@ def test_directory_that_is_not_a_store(tmp_path):
     assert list((tmp_path / "empty").iterdir()) == []
 
 
+@pytest.mark.bad_input
 def test_missing_collection_lists_the_existing_ones(tmp_path, rng):
     make_store(tmp_path / "s", "present_one", ["a1"], rng.normal(size=(1, 3)))
     with pytest.raises(ClusteringInputError, match=r"'absent' not found.*\['present_one'\]"):
         read_collection(tmp_path / "s", "absent")
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("name", ["ab", "../etc", "a b c", "x;drop table t", "-abc", "abc.", "a..b"])
 def test_invalid_collection_name(tmp_path, rng, name):
     make_store(tmp_path / "s", "fine_name", ["a1"], rng.normal(size=(1, 3)))
@@ -71,12 +75,14 @@ def test_invalid_collection_name(tmp_path, rng, name):
         read_collection(tmp_path / "s", name)
 
 
+@pytest.mark.bad_input
 def test_empty_collection(tmp_path):
     make_store(tmp_path / "s", "empty_coll", [], [])
     with pytest.raises(ClusteringInputError, match="holds no embeddings"):
         read_collection(tmp_path / "s", "empty_coll")
 
 
+@pytest.mark.bad_input
 def test_zero_vector_is_an_error_by_default_and_can_be_excluded(tmp_path, rng):
     vectors = rng.normal(size=(4, 5))
     vectors[2] = 0.0
@@ -88,12 +94,14 @@ def test_zero_vector_is_an_error_by_default_and_can_be_excluded(tmp_path, rng):
     assert table.column("dataset_id").to_pylist() == ["a", "b", "d"]
 
 
+@pytest.mark.bad_input
 def test_bad_invalid_embeddings_value(tmp_path, rng):
     make_store(tmp_path / "s", "coll_c", ["a"], rng.normal(size=(1, 3)))
     with pytest.raises(ParameterError, match="invalid_embeddings.*error, exclude"):
         read_collection(tmp_path / "s", "coll_c", on_invalid="ignore")
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nan_and_inf_rows(bad):
     # Chroma 1.5 itself refuses NaN/inf on write, so the check is exercised on
@@ -107,16 +115,19 @@ def test_nan_and_inf_rows(bad):
     assert keep.tolist() == [True, False, True]
 
 
+@pytest.mark.bad_input
 def test_every_row_invalid_is_an_error_even_when_excluding():
     with pytest.raises(ClusteringInputError, match="every embedding is invalid"), pytest.warns(UserWarning):
         check_embeddings(["x", "y"], np.zeros((2, 3), np.float32), source="t", on_invalid="exclude")
 
 
+@pytest.mark.bad_input
 def test_duplicate_ids():
     with pytest.raises(ClusteringInputError, match=r"duplicate ids: 'b'"):
         check_embeddings(["a", "b", "b"], np.ones((3, 2), np.float32), source="test")
 
 
+@pytest.mark.bad_input
 def test_mixed_dimensions():
     rows = [np.ones(4), np.ones(4), np.ones(3)]
     with pytest.raises(ClusteringInputError, match=r"mixes embedding dimensions \[3, 4\].*'c'"):

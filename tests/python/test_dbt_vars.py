@@ -20,11 +20,14 @@ BAD_VARS = [
 ]
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(("bad", "message"), BAD_VARS, ids=[str(b) for b, _ in BAD_VARS])
-def test_bad_var_fails_before_any_model(sample, bad, message):
-    before = sample.query("select * from main.datasets order by dataset_id")
+def test_bad_var_fails_before_any_model(sample, reliability, bad, message):
+    before = sample.snapshot()
     result = sample.dbt("build", vars=bad, check=False)
+    after = sample.snapshot()
+    reliability.compare(before, after)
     assert result.returncode != 0
     assert message in result.stdout
     assert "START python table model" not in result.stdout  # nothing heavy ran
-    assert sample.query("select * from main.datasets order by dataset_id") == before
+    assert after == before  # main.datasets and main.engineered_feature_values untouched
