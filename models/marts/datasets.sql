@@ -5,6 +5,9 @@
     changes, merged by dataset_id. Rows of datasets without an embedding in
     the collection get cluster NULL. `full_refresh: false` keeps a
     `--full-refresh` from rebuilding (and so emptying) the shared table.
+    The merge is one transaction: a run killed before its commit leaves the
+    table as it was. The pause points (macros/pause_point.sql) render nothing
+    unless the crash-safety tests ask for them.
 -#}
 {{
     config(
@@ -16,6 +19,11 @@
         merge_update_columns=['cluster', 'updated_at'],
         full_refresh=false,
         tags=['clustering'],
+        incremental_predicates=pause_point_merge_predicates('datasets_merge'),
+        post_hook=[
+            "{{ pause_point_sql('datasets_before_commit') }}",
+            {"sql": "{{ pause_point_sql('datasets_after_commit') }}", "transaction": false},
+        ],
     )
 }}
 

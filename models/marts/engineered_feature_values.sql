@@ -19,7 +19,10 @@
         merge_update_columns=['feature_value', 'updated_at'],
         full_refresh=false,
         tags=['features'],
-        post_hook="
+        incremental_predicates=pause_point_merge_predicates('features_merge'),
+        post_hook=[
+            "{{ pause_point_sql('features_before_delete') }}",
+            "
             delete from {{ this }} as stored
             where stored.feature_name in {{ phase_feature_names_sql() }}
                 and not exists (
@@ -28,7 +31,10 @@
                         and computed.document_id = stored.document_id
                         and computed.feature_name = stored.feature_name
                 )
-        ",
+            ",
+            "{{ pause_point_sql('features_before_commit') }}",
+            {"sql": "{{ pause_point_sql('features_after_commit') }}", "transaction": false},
+        ],
     )
 }}
 

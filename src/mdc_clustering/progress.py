@@ -6,6 +6,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from .faults import pause_point
+
 __all__ = ["dbt_progress"]
 
 
@@ -24,10 +26,13 @@ def dbt_progress(step: str, *, every_seconds: float = 10.0) -> Callable[..., Non
     """Return a callback that logs ``"<step>: <message>"`` at most every ``every_seconds``.
 
     Call it with ``final=True`` for a summary line, which is always written.
+    Each call is also the pause point ``step`` of the crash-safety tests
+    (:func:`mdc_clustering.faults.pause_point`; a no-op unless a test asks).
     """
     last = [float("-inf")]
 
     def report(message: str, *, final: bool = False) -> None:
+        pause_point(step)
         now = time.monotonic()
         if final or now - last[0] >= every_seconds:
             last[0] = now
