@@ -29,6 +29,7 @@
 
 {% macro validate_clustering_vars() -%}
     {%- if execute -%}
+        {%- do refuse_jinja_in_vars() -%}  {#- first: reading a var renders it -#}
         {%- set methods = ['degree_target', 'percentile_90', 'elbow_method'] -%}
         {%- if var('threshold_method') not in methods -%}
             {{ _fail_var('threshold_method', var('threshold_method'), "one of " ~ methods | join(', ')) }}
@@ -84,6 +85,7 @@
         {%- if var('invalid_embeddings') not in ['error', 'exclude'] -%}
             {{ _fail_var('invalid_embeddings', var('invalid_embeddings'), "one of error, exclude") }}
         {%- endif -%}
+        {%- do validate_path_and_word_vars() -%}
     {%- endif -%}
     select 1 as vars_checked
 {%- endmacro %}
