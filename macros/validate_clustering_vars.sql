@@ -38,7 +38,7 @@
         {%- if given is not none and (not _is_plain_number(given) or given < -1 or given > 1) -%}
             {{ _fail_var('similarity_threshold', given, "null or a number in [-1, 1]") }}
         {%- endif -%}
-        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms', 'placement_k'] -%}
+        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms', 'placement_k', 'knn_exact_max_n', 'hnsw_m', 'hnsw_ef_construction', 'hnsw_ef_search', 'knn_recall_sample'] -%}
             {%- do check_positive_int_var(name) -%}
         {%- endfor -%}
         {%- for name in ['max_cluster_size', 'target_n_clusters'] -%}
@@ -59,6 +59,16 @@
         {%- set overlap = var('label_min_overlap') -%}
         {%- if not _is_plain_number(overlap) or overlap <= 0 or overlap > 1 -%}
             {{ _fail_var('label_min_overlap', overlap, "a number in (0, 1]") }}
+        {%- endif -%}
+        {%- if var('knn_method') not in ['auto', 'exact', 'hnsw'] -%}
+            {{ _fail_var('knn_method', var('knn_method'), "one of auto, exact, hnsw") }}
+        {%- endif -%}
+        {%- set min_recall = var('knn_min_recall') -%}
+        {%- if not _is_plain_number(min_recall) or min_recall < 0 or min_recall > 1 -%}
+            {{ _fail_var('knn_min_recall', min_recall, "a number in [0, 1]") }}
+        {%- endif -%}
+        {%- if var('leiden_backend') not in ['igraph', 'leidenalg'] -%}
+            {{ _fail_var('leiden_backend', var('leiden_backend'), "one of igraph, leidenalg") }}
         {%- endif -%}
         {%- if var('clustering_mode') not in ['full', 'place_new'] -%}
             {{ _fail_var('clustering_mode', var('clustering_mode'), "one of full, place_new") }}

@@ -49,6 +49,12 @@ clusters as (
 
 ),
 
+knn as (
+
+    select * from {{ ref('int_knn_recall_measured') }}
+
+),
+
 described as (
 
     select
@@ -191,6 +197,14 @@ summary as (
             neighborhood_k := {{ var('neighborhood_k') | int }}
         ) as parameters,
         struct_pack(
+            method := knn.knn_method,
+            hnsw_m := knn.hnsw_m,
+            hnsw_ef_construction := knn.hnsw_ef_construction,
+            hnsw_ef_search := knn.hnsw_ef_search,
+            recall_at_k := knn.recall_at_k,
+            recall_sample_size := knn.recall_sample_size
+        ) as knn,
+        struct_pack(
             method := threshold.threshold_method,
             value := threshold.similarity_threshold
         ) as threshold,
@@ -203,6 +217,7 @@ summary as (
             connected_components := run_facts.n_components
         ) as graph,
         struct_pack(
+            backend := '{{ var("leiden_backend") | replace("'", "''") }}',
             resolution_used := run_facts.leiden_resolution,
             target_reached := run_facts.target_reached,
             oversize_clusters_split := run_facts.n_split,
@@ -238,6 +253,7 @@ summary as (
     cross join unembedded
     cross join orphan_embeddings
     cross join described
+    cross join knn
 
 )
 

@@ -1,12 +1,22 @@
-"""Exact k-nearest neighbours (cosine) of every embedded dataset."""
+"""k-nearest neighbours (cosine) of every embedded dataset: exact, or approximate (HNSW) for large N."""
 
+from mdc_clustering.knn import HnswParams, choose_knn_method
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.tables import nearest_neighbors
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    k_neighbors = dbt.config.get("k_neighbors")
     embeddings = dbt.ref("stg_chroma__embeddings")
     table = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
-    return nearest_neighbors(table, k_neighbors, progress=dbt_progress("int_dataset_neighbors_searched"))
+    method = choose_knn_method(table.num_rows, dbt.config.get("knn_method"), dbt.config.get("knn_exact_max_n"))
+    hnsw = HnswParams.from_vars(
+        dbt.config.get("hnsw_m"), dbt.config.get("hnsw_ef_construction"), dbt.config.get("hnsw_ef_search")
+    )
+    return nearest_neighbors(
+        table,
+        dbt.config.get("k_neighbors"),
+        method=method,
+        hnsw=hnsw,
+        progress=dbt_progress("int_dataset_neighbors_searched"),
+    )

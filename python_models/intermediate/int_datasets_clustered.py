@@ -15,6 +15,7 @@ def model(dbt, session):
     target_n_clusters_tolerance = dbt.config.get("target_n_clusters_tolerance")
     stable_labels = dbt.config.get("stable_labels")
     label_min_overlap = dbt.config.get("label_min_overlap")
+    leiden_backend = choice("leiden_backend", dbt.config.get("leiden_backend"), ["igraph", "leidenalg"])
     clustering_mode = choice("clustering_mode", dbt.config.get("clustering_mode"), ["full", "place_new"])
     placement_k = dbt.config.get("placement_k")
     placement_min_share = dbt.config.get("placement_min_share")
@@ -44,5 +45,6 @@ def model(dbt, session):
         registry=registry.select("label_number").to_arrow_table(),
         stable_labels=flag("stable_labels", stable_labels),
         min_label_overlap=positive_float("label_min_overlap", label_min_overlap),
+        backend=leiden_backend,
         progress=dbt_progress("int_datasets_clustered"),
     )

@@ -1,16 +1,29 @@
-"""Exact k-nearest neighbours by cosine similarity, in bounded memory."""
+"""k-nearest neighbours by cosine similarity: exact in bounded memory, or approximate (faiss HNSW)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from .validation import positive_int
+from .validation import choice, nonnegative_int, positive_int
 
-__all__ = ["exact_knn", "knn_table", "normalize_rows", "query_knn"]
+__all__ = [
+    "KNN_METHODS",
+    "HnswParams",
+    "choose_knn_method",
+    "exact_knn",
+    "hnsw_knn",
+    "knn_recall",
+    "knn_table",
+    "normalize_rows",
+    "query_knn",
+]
+
+KNN_METHODS = ("auto", "exact", "hnsw")
 
 # Similarity block held at once: batch_rows x n_points float32 values.
 _BLOCK_VALUES = 1 << 25  # 32M floats = 128 MiB
@@ -122,6 +135,151 @@ def query_knn(
             progress(f"{stop}/{n_q} rows searched ({time.perf_counter() - started:.1f}s)")
     np.clip(sims, -1.0, 1.0, out=sims)
     return indices, sims
+
+
+@dataclass(frozen=True)
+class HnswParams:
+    """Parameters of the faiss HNSW index (see ``dbt_project.yml`` for the measured defaults).
+
+    ``m`` links per node, ``ef_construction`` candidates kept while the
+    index is built, ``ef_search`` candidates kept per query (raised to at
+    least ``k + 1``). Larger values: better recall, slower.
+    """
+
+    m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 64
+
+    @classmethod
+    def from_vars(cls, m: object, ef_construction: object, ef_search: object) -> HnswParams:
+        return cls(
+            positive_int("hnsw_m", m),
+            positive_int("hnsw_ef_construction", ef_construction),
+            positive_int("hnsw_ef_search", ef_search),
+        )
+
+
+def choose_knn_method(n: int, method: str, exact_max_n: int) -> str:
+    """The k-NN method a run uses: ``exact`` or ``hnsw``.
+
+    ``auto`` means exact up to ``exact_max_n`` datasets (where the exact
+    search costs a few seconds) and HNSW beyond.
+    """
+    method = choice("knn_method", method, KNN_METHODS)
+    exact_max_n = nonnegative_int("knn_exact_max_n", exact_max_n)
+    if method == "auto":
+        return "exact" if n <= exact_max_n else "hnsw"
+    return method
+
+
+def hnsw_knn(
+    vectors: np.ndarray,
+    k: int,
+    params: HnswParams | None = None,
+    *,
+    progress: Callable[..., None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate cosine k-nearest neighbours of every row among the rows, itself excluded.
+
+    A faiss ``IndexHNSWFlat`` on the unit-length rows (inner product =
+    cosine). Every row asks for ``k + 1`` neighbours and its own row is
+    dropped (or, when the index did not return it, the last one). Rows the
+    index returns too few neighbours for are searched exactly. Building and
+    searching use all cores (OpenMP); the result does not depend on the
+    thread count. Memory: the index holds a copy of the vectors plus
+    ``m`` links per row.
+
+    Returns
+    -------
+    indices, similarities
+        As :func:`exact_knn`: ``(n, min(k, n - 1))``, by decreasing
+        similarity (ties by index).
+    """
+    import faiss
+
+    params = params or HnswParams()
+    k = positive_int("k_neighbors", k)
+    x = normalize_rows(vectors)
+    n, d = x.shape
+    k_eff = max(0, min(k, n - 1))
+    if k_eff == 0:
+        return np.empty((n, 0), np.int64), np.empty((n, 0), np.float32)
+    started = time.perf_counter()
+    index = faiss.IndexHNSWFlat(d, params.m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = params.ef_construction
+    index.hnsw.efSearch = max(params.ef_search, k_eff + 1)
+    chunk = 100_000
+    for start in range(0, n, chunk):
+        index.add(x[start : start + chunk])
+        if progress is not None:
+            progress(f"HNSW index: {min(n, start + chunk)}/{n} rows added ({time.perf_counter() - started:.1f}s)")
+    indices = np.empty((n, k_eff), np.int64)
+    sims = np.empty((n, k_eff), np.float32)
+    searched = time.perf_counter()
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        found_sims, found = index.search(x[start:stop], k_eff + 1)
+        rows = np.arange(start, stop)[:, None]
+        is_self = found == rows
+        # drop the row itself; where the index did not return it, drop the weakest candidate
+        drop = is_self | ((~is_self.any(axis=1))[:, None] & (np.arange(k_eff + 1) == k_eff))
+        kept = found[~drop].reshape(stop - start, k_eff)
+        kept_sims = found_sims[~drop].reshape(stop - start, k_eff)
+        order = np.lexsort((kept, -kept_sims), axis=1)  # ties by index, as the exact search
+        indices[start:stop] = np.take_along_axis(kept, order, axis=1)
+        sims[start:stop] = np.take_along_axis(kept_sims, order, axis=1)
+        if progress is not None:
+            progress(f"HNSW search: {stop}/{n} rows ({time.perf_counter() - searched:.1f}s)")
+    del index
+    short = np.flatnonzero((indices < 0).any(axis=1))
+    if short.size:  # the graph could not reach k neighbours for these rows: search them exactly
+        indices[short], sims[short] = query_knn(x[short], x, k_eff, exclude=short, normalized=True)
+        if progress is not None:
+            progress(f"{short.size} rows with fewer than {k_eff} HNSW neighbours searched exactly", final=True)
+    np.clip(sims, -1.0, 1.0, out=sims)
+    return indices, sims
+
+
+def knn_recall(vectors: np.ndarray, sample: np.ndarray, returned: np.ndarray, *, tolerance: float = 1e-5) -> float:
+    """recall@k of a k-NN result on a sample of rows, against exact search.
+
+    Parameters
+    ----------
+    vectors
+        ``(n, d)``: every row (the search space).
+    sample
+        ``int64`` ``(s,)``: the rows whose neighbours are checked.
+    returned
+        ``int64`` ``(s, k)``: the neighbours the method under test returned
+        for them (``-1`` = missing, counts as a miss).
+
+    Returns
+    -------
+    float
+        The mean, over the sample, of the share of the ``k`` returned
+        neighbours that are among the exact ``k`` nearest. A returned
+        neighbour whose similarity ties the exact ``k``-th (within
+        ``tolerance``) counts as exact, so duplicate embeddings never lower
+        the figure. Similarities are recomputed from ``vectors``.
+    """
+    sample = np.asarray(sample, dtype=np.int64)
+    returned = np.asarray(returned, dtype=np.int64)
+    if sample.size == 0 or returned.shape[1] == 0:
+        return 1.0
+    k = returned.shape[1]
+    x = normalize_rows(vectors)
+    _, exact_sims = query_knn(x[sample], x, k, exclude=sample, normalized=True)
+    kth = exact_sims[:, -1]
+    valid = (returned >= 0) & (returned != sample[:, None])
+    # a neighbour listed twice counts once
+    order = np.argsort(returned, axis=1, kind="stable")
+    ordered = np.take_along_axis(returned, order, axis=1)
+    repeat = np.zeros_like(valid)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    np.put_along_axis(valid, order, np.take_along_axis(valid, order, axis=1) & ~repeat, axis=1)
+    returned_sims = np.einsum("ij,ikj->ik", x[sample], x[np.where(valid, returned, 0)])
+    hits = valid & (returned_sims >= kth[:, None] - tolerance)
+    return float(hits.sum(axis=1).mean() / k)
 
 
 def knn_table(

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from .chroma_reader import embedding_matrix
 from .errors import ClusteringInputError
-from .knn import exact_knn, knn_table, normalize_rows, query_knn
+from .knn import HnswParams, exact_knn, hnsw_knn, knn_recall, knn_table, normalize_rows, query_knn
 from .labels import match_labels
 from .leiden import NO_CLUSTER, build_graph, leiden_cluster
 from .placement import place_by_vote
@@ -19,6 +19,7 @@ from .placement import place_by_vote
 __all__ = [
     "centroid_similarities",
     "cluster_memberships",
+    "knn_recall_table",
     "nearest_neighbors",
     "place_new_datasets",
     "reference_neighbors",
@@ -27,22 +28,91 @@ __all__ = [
 Progress = Callable[..., None] | None
 
 
-def nearest_neighbors(embeddings: pa.Table, k: int, *, progress: Progress = None) -> pa.Table:
+def nearest_neighbors(
+    embeddings: pa.Table,
+    k: int,
+    *,
+    method: str = "exact",
+    hnsw: HnswParams | None = None,
+    progress: Progress = None,
+) -> pa.Table:
     """k-NN edges of every dataset: ``embeddings`` (dataset_id, embedding) -> long neighbour table.
 
-    See :func:`mdc_clustering.knn.exact_knn` and :func:`mdc_clustering.knn.knn_table`.
+    ``method`` is ``exact`` (:func:`mdc_clustering.knn.exact_knn`) or
+    ``hnsw`` (:func:`mdc_clustering.knn.hnsw_knn`); see
+    :func:`mdc_clustering.knn.knn_table` for the columns.
     """
     started = time.perf_counter()
     ids = embeddings.column("dataset_id").combine_chunks()
-    indices, sims = exact_knn(embedding_matrix(embeddings), k, progress=progress)
+    matrix = embedding_matrix(embeddings)
+    if method == "hnsw":
+        indices, sims = hnsw_knn(matrix, k, hnsw or HnswParams(), progress=progress)
+    elif method == "exact":
+        indices, sims = exact_knn(matrix, k, progress=progress)
+    else:
+        raise ClusteringInputError(f"k-NN method must be 'exact' or 'hnsw' here, got {method!r}")
+    del matrix
     table = knn_table(ids, indices, sims)
     if progress is not None:
         progress(
-            f"{table.num_rows} neighbour rows ({len(ids)} datasets x {indices.shape[1]}) "
+            f"{table.num_rows} neighbour rows ({len(ids)} datasets x {indices.shape[1]}, {method}) "
             f"in {time.perf_counter() - started:.1f}s",
             final=True,
         )
     return table
+
+
+def knn_recall_table(
+    embeddings: pa.Table,
+    sample_neighbors: pa.Table,
+    *,
+    method: str,
+    k: int,
+    hnsw: HnswParams,
+    progress: Progress = None,
+) -> pa.Table:
+    """One row: the k-NN method used and its recall@k measured against exact search.
+
+    Parameters
+    ----------
+    embeddings
+        ``dataset_id``, ``embedding`` of every embedded dataset (the search space).
+    sample_neighbors
+        ``dataset_id``, ``neighbor_id``, ``neighbor_rank``: the k-NN rows of the
+        sampled datasets, as the k-NN model wrote them.
+    """
+    started = time.perf_counter()
+    ids = embeddings.column("dataset_id").combine_chunks()
+    sample_ids = pc.unique(sample_neighbors.column("dataset_id")).sort()
+    rows = pc.index_in(sample_ids, value_set=ids)
+    if rows.null_count:
+        raise ClusteringInputError("k-NN rows name datasets that have no embedding")
+    sample = rows.to_numpy(zero_copy_only=False).astype(np.int64)
+    width = int(pc.max(sample_neighbors.column("neighbor_rank")).as_py() or 0)
+    returned = np.full((len(sample), width), -1, dtype=np.int64)
+    if width:
+        at = pc.index_in(sample_neighbors.column("dataset_id"), value_set=sample_ids).to_numpy(zero_copy_only=False)
+        neighbor = pc.fill_null(pc.index_in(sample_neighbors.column("neighbor_id"), value_set=ids), -1)
+        rank = sample_neighbors.column("neighbor_rank").to_numpy().astype(np.int64)
+        returned[at.astype(np.int64), rank - 1] = neighbor.to_numpy(zero_copy_only=False)
+    recall = knn_recall(embedding_matrix(embeddings), sample, returned)
+    seconds = time.perf_counter() - started
+    if progress is not None:
+        progress(f"recall@{width} of the {method} k-NN on {len(sample)} sampled datasets: {recall:.4f} "
+                 f"({seconds:.1f}s)", final=True)
+    return pa.table(
+        {
+            "n_datasets": pa.array([len(ids)], pa.int64()),
+            "k_neighbors": pa.array([int(k)], pa.int64()),
+            "knn_method": pa.array([method]),
+            "hnsw_m": pa.array([hnsw.m if method == "hnsw" else None], pa.int64()),
+            "hnsw_ef_construction": pa.array([hnsw.ef_construction if method == "hnsw" else None], pa.int64()),
+            "hnsw_ef_search": pa.array([hnsw.ef_search if method == "hnsw" else None], pa.int64()),
+            "recall_sample_size": pa.array([len(sample)], pa.int64()),
+            "recall_at_k": pa.array([recall], pa.float64()),
+            "recall_seconds": pa.array([seconds], pa.float64()),
+        }
+    )
 
 
 def reference_neighbors(
@@ -131,6 +201,12 @@ def centroid_similarities(embeddings: pa.Table, memberships: pa.Table) -> pa.Tab
     )
 
 
+def _previous_labels(node_ids: pa.Array, previous: pa.Table) -> pa.Array:
+    """Each node's label in ``previous`` (``dataset_id``, ``cluster``); null where it has none."""
+    rows = pc.index_in(node_ids, value_set=previous.column("dataset_id"))
+    return previous.column("cluster").take(rows).combine_chunks() if len(node_ids) else pa.array([], pa.string())
+
+
 def _node_index(node_ids: pa.Array, column: pa.ChunkedArray, name: str) -> np.ndarray:
     index = pc.index_in(column, value_set=node_ids)
     if index.null_count:
@@ -153,6 +229,7 @@ def cluster_memberships(
     registry: pa.Table | None = None,
     stable_labels: bool = True,
     min_label_overlap: float = 0.3,
+    backend: str = "igraph",
     progress: Progress = None,
 ) -> pa.Table:
     """Leiden memberships of every node: one row per dataset, edgeless ones included.
@@ -178,6 +255,9 @@ def cluster_memberships(
         when false, labels are ``cluster_0..`` by size, as in a first run.
     min_label_overlap
         Smallest Jaccard overlap for a cluster to keep a previous label.
+    backend
+        Leiden implementation: ``igraph`` or ``leidenalg`` (see
+        :func:`mdc_clustering.leiden.leiden_cluster`).
 
     Returns
     -------
@@ -210,27 +290,21 @@ def cluster_memberships(
     graph = build_graph(len(node_ids), sources[order], targets[order], weights[order])
     previous_labels: list[str | None] = [None] * len(node_ids)
     if previous is not None and stable_labels:
-        prev_index = pc.index_in(previous.column("dataset_id"), value_set=node_ids).to_pylist()
-        for row, label in zip(prev_index, previous.column("cluster").to_pylist(), strict=True):
-            if row is not None:
-                previous_labels[row] = label
+        previous_labels = _previous_labels(node_ids, previous).to_pylist()
     warm = any(label is not None for label in previous_labels)
     initial = None
     if warm:
         # previous clusters as start communities; every other node alone, and so is a node
         # without edges (it cannot be held in a cluster by its past alone)
-        codes = {label: i for i, label in enumerate(sorted({p for p in previous_labels if p is not None}))}
+        prev = pa.array(previous_labels, pa.string())
+        codes = pc.index_in(prev, value_set=pc.unique(prev.drop_null()).sort())
+        codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         has_edge = np.asarray(graph.degree()) > 0
-        initial = np.array(
-            [
-                codes[p] if p is not None and has_edge[i] else len(codes) + i
-                for i, p in enumerate(previous_labels)
-            ],
-            dtype=np.int64,
-        )
+        alone = len(node_ids) + np.arange(len(node_ids), dtype=np.int64)
+        initial = np.where((codes >= 0) & has_edge, codes, alone)
     if progress is not None:
         start = "warm start from the previous clusters" if warm else "cold start"
-        progress(f"Leiden on {graph.vcount()} nodes, {graph.ecount()} edges ({start})", final=True)
+        progress(f"Leiden ({backend}) on {graph.vcount()} nodes, {graph.ecount()} edges ({start})", final=True)
     result = leiden_cluster(
         graph,
         resolution,
@@ -240,6 +314,7 @@ def cluster_memberships(
         target_n_clusters=target_n_clusters,
         target_tolerance=target_tolerance,
         initial_membership=initial,
+        backend=backend,
     )
     n = len(node_ids)
     used = set()
@@ -322,12 +397,9 @@ def place_new_datasets(
     started = time.perf_counter()
     ids = embeddings.column("dataset_id").combine_chunks()
     n = len(ids)
-    previous_labels: list[str | None] = [None] * n
-    prev_index = pc.index_in(previous.column("dataset_id"), value_set=ids).to_pylist()
-    for row, label in zip(prev_index, previous.column("cluster").to_pylist(), strict=True):
-        if row is not None:
-            previous_labels[row] = label
-    clustered = np.array([label is not None for label in previous_labels])
+    previous_arrow = _previous_labels(ids, previous)
+    previous_labels: list[str | None] = previous_arrow.to_pylist()
+    clustered = pc.is_valid(previous_arrow).to_numpy(zero_copy_only=False).astype(bool)
     if not clustered.any():
         raise ClusteringInputError(
             "clustering_mode 'place_new' needs a previous full run: no embedded dataset has a cluster yet. "

@@ -157,3 +157,43 @@ def test_non_positive_edges_are_left_out_not_fatal():
     assert any("1 edges with similarity <= 0 left out" in line for line in lines)
     with pytest.raises(ValueError, match="must be positive"):
         build_graph(2, np.array([0]), np.array([1]), np.array([-0.5]))
+
+
+@pytest.mark.parametrize("backend", ["igraph", "leidenalg"])
+def test_both_backends_recover_blobs_and_repeat(backend, rng):
+    x, truth = blobs(rng, n_blobs=8, per_blob=50, spread=1.5)
+    graph = knn_graph(x, k=12)
+    result = leiden_cluster(graph, seed=3, backend=backend)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, result.clusters) > 0.95
+    again = leiden_cluster(graph, seed=3, backend=backend)
+    np.testing.assert_array_equal(result.communities, again.communities)
+
+
+@pytest.mark.parametrize("backend", ["igraph", "leidenalg"])
+def test_started_from_its_own_result_a_backend_keeps_it(backend, rng):
+    x, _ = blobs(rng, n_blobs=10, per_blob=40, spread=3.0)  # overlapping: many near-ties
+    graph = knn_graph(x, k=15)
+    first = leiden_cluster(graph, seed=5, backend=backend)
+    for seed in (5, 6):
+        warm = leiden_cluster(graph, seed=seed, backend=backend, initial_membership=first.communities)
+        assert adjusted_partition_equal(warm.communities, first.communities)
+
+
+def adjusted_partition_equal(a, b):
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def test_igraph_and_leidenalg_reach_similar_modularity(rng):
+    x, _ = blobs(rng, n_blobs=15, per_blob=40, spread=2.5)
+    graph = knn_graph(x, k=15)
+    q = {b: leiden_cluster(graph, seed=1, backend=b).modularity for b in ("igraph", "leidenalg")}
+    assert q["igraph"] == pytest.approx(q["leidenalg"], abs=0.01)
+
+
+def test_unknown_backend_names_the_var():
+    graph = build_graph(3, np.array([0]), np.array([1]), np.array([0.5]))
+    with pytest.raises(ParameterError, match="leiden_backend"):
+        leiden_cluster(graph, backend="louvain")

@@ -1,0 +1,35 @@
+"""recall@k of the k-NN search, measured against exact search on a sample of datasets."""
+
+from mdc_clustering.knn import HnswParams, choose_knn_method
+from mdc_clustering.progress import dbt_progress
+from mdc_clustering.tables import knn_recall_table
+from mdc_clustering.validation import positive_int
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    sample_size = positive_int("knn_recall_sample", dbt.config.get("knn_recall_sample"))
+    embeddings = dbt.ref("stg_chroma__embeddings")
+    neighbors = dbt.ref("int_dataset_neighbors_searched")
+    table = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
+    # the sample: the datasets whose id hashes lowest (stable across runs of the same data)
+    sample = (
+        embeddings.select("dataset_id as sample_id, hash(dataset_id) as sample_hash")
+        .order("sample_hash, sample_id")
+        .limit(sample_size)
+    )
+    sample_neighbors = (
+        neighbors.join(sample, "dataset_id = sample_id")
+        .select("dataset_id, neighbor_id, neighbor_rank")
+        .to_arrow_table()
+    )
+    return knn_recall_table(
+        table,
+        sample_neighbors,
+        method=choose_knn_method(table.num_rows, dbt.config.get("knn_method"), dbt.config.get("knn_exact_max_n")),
+        k=dbt.config.get("k_neighbors"),
+        hnsw=HnswParams.from_vars(
+            dbt.config.get("hnsw_m"), dbt.config.get("hnsw_ef_construction"), dbt.config.get("hnsw_ef_search")
+        ),
+        progress=dbt_progress("int_knn_recall_measured"),
+    )

@@ -1,0 +1,90 @@
+"""Approximate (HNSW) k-NN and the recall measurement, against brute-force numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_knn import brute_force
+
+from mdc_clustering import ParameterError
+from mdc_clustering.knn import HnswParams, choose_knn_method, hnsw_knn, knn_recall
+
+
+def clustered(rng, n=3000, d=48, centres=30, spread=0.6):
+    c = rng.normal(size=(centres, d))
+    return (c[rng.integers(0, centres, n)] + spread * rng.normal(size=(n, d))).astype(np.float32)
+
+
+def oracle_recall(indices, expected, rows):
+    return np.mean([len(set(indices[i]) & set(expected[i])) / expected.shape[1] for i in rows])
+
+
+def test_hnsw_finds_nearly_all_true_neighbours(rng):
+    x = clustered(rng)
+    indices, sims = hnsw_knn(x, 15)
+    expected, expected_sims = brute_force(x, 15)
+    assert indices.shape == sims.shape == (3000, 15)
+    assert oracle_recall(indices, expected, range(3000)) > 0.97
+    assert not np.any(indices == np.arange(3000)[:, None])  # never itself
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)  # decreasing similarity
+    # the similarities are the true cosines of the returned pairs
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(sims, np.einsum("ij,ikj->ik", unit, unit[indices]), atol=1e-5)
+
+
+def test_hnsw_is_repeatable(rng):
+    x = clustered(rng, n=2000)
+    first = hnsw_knn(x, 10, HnswParams(m=16, ef_construction=40, ef_search=32))
+    second = hnsw_knn(x, 10, HnswParams(m=16, ef_construction=40, ef_search=32))
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_hnsw_with_k_at_least_n_gives_every_other_point(rng):
+    x = rng.normal(size=(7, 5)).astype(np.float32)
+    indices, _ = hnsw_knn(x, 30)
+    assert indices.shape == (7, 6)
+    for i in range(7):
+        assert sorted(indices[i]) == [j for j in range(7) if j != i]
+
+
+def test_weak_hnsw_parameters_show_in_the_measured_recall(rng):
+    x = clustered(rng, n=4000, d=64, spread=1.5)
+    expected, _ = brute_force(x, 20)
+    sample = np.arange(0, 4000, 7)
+    weak, _ = hnsw_knn(x, 20, HnswParams(m=2, ef_construction=4, ef_search=1))
+    truth = oracle_recall(weak, expected, sample)
+    assert truth < 0.9  # the weak index really misses neighbours
+    assert knn_recall(x, sample, weak[sample]) == pytest.approx(truth, abs=0.01)
+
+
+def test_recall_by_hand():
+    # 1-d angles: the neighbours of point 0 by cosine are 1, 2, 3, 4 in that order
+    angles = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 2.0, 2.5])
+    x = np.column_stack([np.cos(angles), np.sin(angles)]).astype(np.float32)
+    sample = np.array([0])
+    assert knn_recall(x, sample, np.array([[1, 2, 3]])) == 1.0
+    assert knn_recall(x, sample, np.array([[1, 2, 5]])) == pytest.approx(2 / 3)
+    assert knn_recall(x, sample, np.array([[1, 1, 1]])) == pytest.approx(1 / 3)  # a repeat counts once
+    assert knn_recall(x, sample, np.array([[1, 0, -1]])) == pytest.approx(1 / 3)  # itself and missing: misses
+
+
+def test_recall_counts_a_tie_with_the_kth_as_a_hit():
+    x = np.array([[1, 0], [1, 0.1], [1, 0.1], [0, 1]], np.float32)  # rows 1 and 2 are the same point
+    assert knn_recall(x, np.array([0]), np.array([[2]])) == 1.0
+    assert knn_recall(x, np.array([0]), np.array([[1]])) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("n", "method", "expected"), [(100, "auto", "exact"), (20_000, "auto", "exact"), (20_001, "auto", "hnsw"),
+                                  (10, "hnsw", "hnsw"), (10**6, "exact", "exact")]
+)
+def test_auto_picks_by_size(n, method, expected):
+    assert choose_knn_method(n, method, 20_000) == expected
+
+
+def test_unknown_method_names_the_var():
+    with pytest.raises(ParameterError, match="knn_method"):
+        choose_knn_method(10, "annoy", 100)
+    with pytest.raises(ParameterError, match="hnsw_m"):
+        HnswParams.from_vars(0, 40, 40)
