@@ -41,6 +41,10 @@
         {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms', 'placement_k', 'knn_exact_max_n', 'hnsw_m', 'hnsw_ef_construction', 'hnsw_ef_search', 'knn_recall_sample'] -%}
             {%- do check_positive_int_var(name) -%}
         {%- endfor -%}
+        {%- set floor = var('min_edges_per_dataset') -%}
+        {%- if not _is_plain_number(floor) or floor != (floor | int) or floor < 0 -%}
+            {{ _fail_var('min_edges_per_dataset', floor, "a non-negative integer") }}
+        {%- endif -%}
         {%- for name in ['max_cluster_size', 'target_n_clusters'] -%}
             {%- do check_positive_int_var(name, allow_null=true) -%}
         {%- endfor -%}

@@ -1,6 +1,8 @@
 {#-
     The graph Leiden clusters: the undirected k-NN pairs whose similarity is
-    at or above the selected threshold. One row per unordered pair
+    at or above the selected threshold, plus (when min_edges_per_dataset > 0)
+    each dataset's pairs with its min_edges_per_dataset nearest neighbours
+    whatever their similarity, if positive. One row per unordered pair
     (source_id < target_id), weight = cosine similarity, no self loops.
 -#}
 with
@@ -24,9 +26,12 @@ kept as (
         pairs.target_id,
         pairs.similarity as weight,
         pairs.is_mutual,
+        pairs.similarity < threshold.similarity_threshold as is_below_threshold,
     from pairs
     cross join threshold
-    where pairs.similarity >= threshold.similarity_threshold
+    where
+        pairs.similarity >= threshold.similarity_threshold
+        or (pairs.best_rank <= {{ var('min_edges_per_dataset') | int }} and pairs.similarity > 0)
 
 )
 

@@ -3,6 +3,7 @@
     {a, b} where b is among a's k nearest neighbours or a among b's.
     source_id < target_id; weight rule: the pair's cosine similarity (the two
     directions hold the same value up to float rounding; the larger is kept).
+    best_rank: the best rank either dataset gives the other (1 = nearest).
 -#}
 with
 
@@ -18,6 +19,7 @@ oriented as (
         least(dataset_id, neighbor_id) as source_id,
         greatest(dataset_id, neighbor_id) as target_id,
         similarity,
+        neighbor_rank,
     from neighbors
     where dataset_id <> neighbor_id
 
@@ -30,6 +32,7 @@ pairs as (
         target_id,
         max(similarity) as similarity,
         count(*) = 2 as is_mutual,
+        min(neighbor_rank) as best_rank,
     from oriented
     group by source_id, target_id
 
