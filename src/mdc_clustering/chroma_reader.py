@@ -173,7 +173,9 @@ def read_collection(
     order = order[keep[order]]
     matrix = matrix[order]
     dim = matrix.shape[1]
-    norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
+    norms = np.empty(matrix.shape[0], dtype=np.float64)
+    for start in range(0, matrix.shape[0], 65_536):  # in float64, a slice at a time
+        norms[start : start + 65_536] = np.linalg.norm(matrix[start : start + 65_536].astype(np.float64), axis=1)
     table = pa.table(
         {
             "dataset_id": pa.array(out_ids[order].tolist(), pa.string()),

@@ -186,8 +186,8 @@ def hnsw_knn(
     dropped (or, when the index did not return it, the last one). Rows the
     index returns too few neighbours for are searched exactly. Building and
     searching use all cores (OpenMP); the result does not depend on the
-    thread count. Memory: the index holds a copy of the vectors plus
-    ``m`` links per row.
+    thread count. Memory: the index holds the unit rows (our own copy is
+    freed once they are in) plus ``m`` links per row.
 
     Returns
     -------
@@ -213,6 +213,9 @@ def hnsw_knn(
         index.add(x[start : start + chunk])
         if progress is not None:
             progress(f"HNSW index: {min(n, start + chunk)}/{n} rows added ({time.perf_counter() - started:.1f}s)")
+    # the index holds its own copy of the unit rows: query from that one and free ours
+    del x
+    x = faiss.rev_swig_ptr(faiss.downcast_index(index.storage).get_xb(), n * d).reshape(n, d)
     indices = np.empty((n, k_eff), np.int64)
     sims = np.empty((n, k_eff), np.float32)
     searched = time.perf_counter()
@@ -230,12 +233,12 @@ def hnsw_knn(
         sims[start:stop] = np.take_along_axis(kept_sims, order, axis=1)
         if progress is not None:
             progress(f"HNSW search: {stop}/{n} rows ({time.perf_counter() - searched:.1f}s)")
-    del index
     short = np.flatnonzero((indices < 0).any(axis=1))
     if short.size:  # the graph could not reach k neighbours for these rows: search them exactly
         indices[short], sims[short] = query_knn(x[short], x, k_eff, exclude=short, normalized=True)
         if progress is not None:
             progress(f"{short.size} rows with fewer than {k_eff} HNSW neighbours searched exactly", final=True)
+    del x, index
     np.clip(sims, -1.0, 1.0, out=sims)
     return indices, sims
 
