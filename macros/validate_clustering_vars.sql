@@ -45,7 +45,7 @@
         {%- if not _is_plain_number(floor) or floor != (floor | int) or floor < 0 -%}
             {{ _fail_var('min_edges_per_dataset', floor, "a non-negative integer") }}
         {%- endif -%}
-        {%- for name in ['max_cluster_size', 'target_n_clusters'] -%}
+        {%- for name in ['max_cluster_size', 'target_n_clusters', 'hnsw_pca_dims'] -%}
             {%- do check_positive_int_var(name, allow_null=true) -%}
         {%- endfor -%}
         {%- set max_size = var('max_cluster_size') -%}

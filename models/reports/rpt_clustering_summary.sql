@@ -201,6 +201,7 @@ summary as (
             hnsw_m := knn.hnsw_m,
             hnsw_ef_construction := knn.hnsw_ef_construction,
             hnsw_ef_search := knn.hnsw_ef_search,
+            hnsw_pca_dims := knn.hnsw_pca_dims,
             recall_at_k := knn.recall_at_k,
             recall_sample_size := knn.recall_sample_size
         ) as knn,

@@ -11,7 +11,8 @@ def model(dbt, session):
     table = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
     method = choose_knn_method(table.num_rows, dbt.config.get("knn_method"), dbt.config.get("knn_exact_max_n"))
     hnsw = HnswParams.from_vars(
-        dbt.config.get("hnsw_m"), dbt.config.get("hnsw_ef_construction"), dbt.config.get("hnsw_ef_search")
+        dbt.config.get("hnsw_m"), dbt.config.get("hnsw_ef_construction"), dbt.config.get("hnsw_ef_search"),
+        dbt.config.get("hnsw_pca_dims"),
     )
     return nearest_neighbors(
         table,

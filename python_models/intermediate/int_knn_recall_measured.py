@@ -29,7 +29,8 @@ def model(dbt, session):
         method=choose_knn_method(table.num_rows, dbt.config.get("knn_method"), dbt.config.get("knn_exact_max_n")),
         k=dbt.config.get("k_neighbors"),
         hnsw=HnswParams.from_vars(
-            dbt.config.get("hnsw_m"), dbt.config.get("hnsw_ef_construction"), dbt.config.get("hnsw_ef_search")
+            dbt.config.get("hnsw_m"), dbt.config.get("hnsw_ef_construction"), dbt.config.get("hnsw_ef_search"),
+            dbt.config.get("hnsw_pca_dims"),
         ),
         progress=dbt_progress("int_knn_recall_measured"),
     )

@@ -95,7 +95,9 @@ def knn_recall_table(
         neighbor = pc.fill_null(pc.index_in(sample_neighbors.column("neighbor_id"), value_set=ids), -1)
         rank = sample_neighbors.column("neighbor_rank").to_numpy().astype(np.int64)
         returned[at.astype(np.int64), rank - 1] = neighbor.to_numpy(zero_copy_only=False)
-    recall = knn_recall(embedding_matrix(embeddings), sample, returned)
+    matrix = embedding_matrix(embeddings)
+    recall = knn_recall(matrix, sample, returned)
+    pca_dims = hnsw.pca_dims if hnsw.pca_dims is not None and hnsw.pca_dims < matrix.shape[1] else None
     seconds = time.perf_counter() - started
     if progress is not None:
         progress(f"recall@{width} of the {method} k-NN on {len(sample)} sampled datasets: {recall:.4f} "
@@ -108,6 +110,7 @@ def knn_recall_table(
             "hnsw_m": pa.array([hnsw.m if method == "hnsw" else None], pa.int64()),
             "hnsw_ef_construction": pa.array([hnsw.ef_construction if method == "hnsw" else None], pa.int64()),
             "hnsw_ef_search": pa.array([hnsw.ef_search if method == "hnsw" else None], pa.int64()),
+            "hnsw_pca_dims": pa.array([pca_dims if method == "hnsw" else None], pa.int64()),
             "recall_sample_size": pa.array([len(sample)], pa.int64()),
             "recall_at_k": pa.array([recall], pa.float64()),
             "recall_seconds": pa.array([seconds], pa.float64()),

@@ -20,7 +20,8 @@ BREAKAGES = {
     ),
     "undirected_pairs_once_int_graph_edges_filtered": (
         "insert into clustering.int_graph_edges_filtered "
-        "select target_id, source_id, weight, is_mutual from clustering.int_graph_edges_filtered limit 1"
+        "select target_id, source_id, weight, is_mutual, is_below_threshold "
+        "from clustering.int_graph_edges_filtered limit 1"
     ),
     "values_between_int_dataset_neighbors_searched_similarity": (
         "update clustering.int_dataset_neighbors_searched set similarity = 1.5 where neighbor_rank = 1 "

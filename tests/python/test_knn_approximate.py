@@ -88,3 +88,23 @@ def test_unknown_method_names_the_var():
         choose_knn_method(10, "annoy", 100)
     with pytest.raises(ParameterError, match="hnsw_m"):
         HnswParams.from_vars(0, 40, 40)
+
+
+def test_hnsw_on_a_pca_projection_reranks_to_exact_similarities(rng):
+    # 128-d rows whose spread lies in 12 dimensions, indexed on 16 principal components
+    basis = np.linalg.qr(rng.normal(size=(128, 12)))[0].T
+    centres = rng.normal(size=(20, 12))
+    x = ((centres[rng.integers(0, 20, 3000)] + 0.5 * rng.normal(size=(3000, 12))) @ basis).astype(np.float32)
+    x += 0.01 * rng.normal(size=x.shape).astype(np.float32)
+    expected, _ = brute_force(x, 15)
+    indices, sims = hnsw_knn(x, 15, HnswParams(pca_dims=16))
+    assert oracle_recall(indices, expected, range(3000)) > 0.95
+    assert not np.any(indices == np.arange(3000)[:, None])
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(sims, np.einsum("ij,ikj->ik", unit, unit[indices]), atol=1e-5)  # full-dim cosines
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)
+    # too few components lose neighbours, and the measured recall says so
+    poor, _ = hnsw_knn(x, 15, HnswParams(pca_dims=2))
+    sample = np.arange(0, 3000, 5)
+    assert oracle_recall(poor, expected, sample) < 0.9
+    assert knn_recall(x, sample, poor[sample]) == pytest.approx(oracle_recall(poor, expected, sample), abs=0.01)
