@@ -20,7 +20,10 @@ LEIDEN_BACKENDS = ("igraph", "leidenalg")
 
 NO_CLUSTER = -1
 _MAX_SPLIT_DOUBLINGS = 40  # resolution x 2**40: every node alone long before
-_MAX_LEIDEN_PASSES = 50  # igraph backend: passes until the partition is stable (2-5 in practice)
+_MAX_LEIDEN_PASSES = 50  # igraph backend: passes until the partition is stable
+# A Leiden pass (or a warm start's result) must gain more than this share of modularity
+# to count as an improvement: a re-run on unchanged data then keeps its partition.
+_QUALITY_TOLERANCE = 1e-5
 
 
 @dataclass
@@ -108,10 +111,11 @@ def _leiden(
         return np.asarray(partition.membership, dtype=np.int64)
     # igraph draws from the generator set by set_random_number_generator (Python's `random`
     # module by default). igraph's own "until stable" (n_iterations < 0) can loop for ever at
-    # very high resolutions, so run one pass at a time, each from a generator seeded afresh:
-    # a pass is then a fixed function of its start partition, iterated to a fixed point, and
-    # a later run started from that partition returns it unchanged.
+    # very high resolutions, so run one pass at a time, each from a generator seeded afresh
+    # (a pass is then a fixed function of its start partition), until a pass changes nothing
+    # or gains less than _QUALITY_TOLERANCE (relative) in modularity at this resolution.
     membership = _canonical(initial) if initial is not None else None
+    quality = -np.inf if membership is None else _quality(graph, membership, resolution)
     try:
         for _ in range(_MAX_LEIDEN_PASSES):
             ig.set_random_number_generator(random.Random(seed))
@@ -125,10 +129,19 @@ def _leiden(
             moved = _canonical(clustering.membership)
             if membership is not None and np.array_equal(moved, membership):
                 break
-            membership = moved
+            moved_quality = _quality(graph, moved, resolution)
+            if membership is not None and moved_quality <= quality + _QUALITY_TOLERANCE * max(1.0, abs(quality)):
+                if moved_quality > quality:
+                    membership = moved
+                break
+            membership, quality = moved, moved_quality
     finally:
         ig.set_random_number_generator(random)
     return membership
+
+
+def _quality(graph: ig.Graph, membership: np.ndarray, resolution: float) -> float:
+    return graph.modularity(membership.tolist(), weights="weight", resolution=resolution)
 
 
 def _canonical(membership) -> np.ndarray:
@@ -340,9 +353,9 @@ def leiden_cluster(
             # keep the start partition unless Leiden found a strictly better one: a re-run on an
             # unchanged graph then changes nothing, whatever order the backend visits nodes in
             start = np.asarray(initial, dtype=np.int64)
-            before = graph.modularity(start.tolist(), weights="weight", resolution=resolution)
-            after = graph.modularity(communities.tolist(), weights="weight", resolution=resolution)
-            if after <= before + 1e-9 * max(1.0, abs(before)):
+            before = _quality(graph, start, resolution)
+            after = _quality(graph, communities, resolution)
+            if after <= before + _QUALITY_TOLERANCE * max(1.0, abs(before)):
                 communities = start
 
     n_split = 0
