@@ -27,4 +27,6 @@ def model(dbt, session):
         page_size=page_size,
         on_invalid=invalid_embeddings,
         progress=dbt_progress("stg_chroma__reference_embeddings"),
+        path_var="reference_chroma_path",
+        name_var="reference_collection",
     )

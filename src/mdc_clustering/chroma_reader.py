@@ -34,7 +34,7 @@ _CLIENTS_LOCK = threading.Lock()
 SAMPLE_HINT = "To create the embedded sample store, run: .venv/bin/python -m mdc_clustering.sample"
 
 
-def get_client(path: str | Path):
+def get_client(path: str | Path, *, path_var: str = "chroma_path"):
     """Return this process's one ``chromadb.PersistentClient`` for ``path``.
 
     Chroma creates an empty store when pointed at a missing directory; this
@@ -45,14 +45,14 @@ def get_client(path: str | Path):
     store = Path(path).expanduser().resolve()
     if not store.is_dir():
         raise ClusteringInputError(
-            f"Chroma store not found: var chroma_path = {str(path)!r} (resolved to {store}) "
-            f"is not a directory. Point chroma_path at an existing Chroma persistent directory. "
+            f"Chroma store not found: var {path_var} = {str(path)!r} (resolved to {store}) "
+            f"is not a directory. Point {path_var} at an existing Chroma persistent directory. "
             f"{SAMPLE_HINT}"
         )
     if not (store / "chroma.sqlite3").is_file():
         raise ClusteringInputError(
             f"Chroma store not found: {store} exists but holds no chroma.sqlite3, so it is not a "
-            f"Chroma persistent directory. Check var chroma_path. {SAMPLE_HINT}"
+            f"Chroma persistent directory. Check var {path_var}. {SAMPLE_HINT}"
         )
     key = str(store)
     with _CLIENTS_LOCK:
@@ -66,14 +66,16 @@ def get_client(path: str | Path):
         return _CLIENTS[key]
 
 
-def open_collection(path: str | Path, name: str):
-    """Open an existing collection; never create one."""
+def open_collection(
+    path: str | Path, name: str, *, path_var: str = "chroma_path", name_var: str = "chroma_collection"
+):
+    """Open an existing collection; never create one. Errors name the vars ``path_var`` / ``name_var``."""
     if not isinstance(name, str) or not COLLECTION_NAME_RE.match(name) or ".." in name:
         raise ClusteringInputError(
-            f"var chroma_collection = {name!r} is not a valid Chroma collection name: use 3-512 "
+            f"var {name_var} = {name!r} is not a valid Chroma collection name: use 3-512 "
             "characters of letters, digits, '.', '_' or '-', starting and ending with a letter or digit."
         )
-    client = get_client(path)
+    client = get_client(path, path_var=path_var)
     from chromadb.errors import NotFoundError
 
     try:
@@ -82,7 +84,7 @@ def open_collection(path: str | Path, name: str):
         existing = sorted(c.name for c in client.list_collections())
         raise ClusteringInputError(
             f"Chroma collection {name!r} not found in store {path!s}. "
-            f"Collections there: {existing or 'none'}. Set var chroma_collection to one of them. "
+            f"Collections there: {existing or 'none'}. Set var {name_var} to one of them. "
             f"{SAMPLE_HINT}"
         ) from None
 
@@ -102,6 +104,8 @@ def read_collection(
     page_size: int = 2000,
     on_invalid: str = "error",
     progress: Callable[[str], None] | None = None,
+    path_var: str = "chroma_path",
+    name_var: str = "chroma_collection",
 ) -> pa.Table:
     """Pull every item of a Chroma collection into an Arrow table.
 
@@ -136,7 +140,7 @@ def read_collection(
     """
     page_size = positive_int("chroma_page_size", page_size)
     started = time.perf_counter()
-    collection = open_collection(path, name)
+    collection = open_collection(path, name, path_var=path_var, name_var=name_var)
     source = f"Chroma collection {name!r} at {path!s}"
     ids: list[str] = list(collection.get(include=[])["ids"])
     check_embeddings(ids, np.zeros((len(ids), 1), np.float32) + 1, source=source)  # empty + duplicate ids

@@ -132,3 +132,12 @@ def test_mixed_dimensions():
     rows = [np.ones(4), np.ones(4), np.ones(3)]
     with pytest.raises(ClusteringInputError, match=r"mixes embedding dimensions \[3, 4\].*'c'"):
         _as_matrix(rows, ["a", "b", "c"], "test")
+
+
+@pytest.mark.bad_input
+def test_errors_name_the_reference_vars_when_reading_the_reference_collection(tmp_path):
+    with pytest.raises(ClusteringInputError, match="var reference_chroma_path = ") as missing:
+        read_collection(tmp_path / "nowhere", "refs", path_var="reference_chroma_path", name_var="reference_collection")
+    assert "chroma_path =" not in str(missing.value).replace("reference_chroma_path", "")
+    with pytest.raises(ClusteringInputError, match="var reference_collection = 'x'"):
+        read_collection(tmp_path, "x", path_var="reference_chroma_path", name_var="reference_collection")
