@@ -247,7 +247,7 @@ def hnsw_knn(
         _, found = index.search(keys[start:stop], n_candidates)
         rows = np.arange(start, stop)[:, None]
         # exact cosine of every candidate; the row itself and missing candidates sort last
-        found_sims = np.einsum("ij,ikj->ik", x[start:stop], x[np.maximum(found, 0)])
+        found_sims = _pair_similarities(x, np.arange(start, stop), found)
         found_sims[(found == rows) | (found < 0)] = -np.inf
         order = np.lexsort((found, -found_sims), axis=1)[:, :k_eff]  # ties by index, as the exact search
         indices[start:stop] = np.take_along_axis(found, order, axis=1)
@@ -263,6 +263,15 @@ def hnsw_knn(
     del x, keys, index
     np.clip(sims, -1.0, 1.0, out=sims)
     return indices, sims
+
+
+def _pair_similarities(x: np.ndarray, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """``out[i, j] = x[rows[i]] . x[others[i, j]]``, one column at a time (never a rows x k x d gather)."""
+    out = np.empty(others.shape, dtype=np.float32)
+    queries = x[rows]
+    for j in range(others.shape[1]):
+        out[:, j] = np.einsum("ij,ij->i", queries, x[np.maximum(others[:, j], 0)])
+    return out
 
 
 def _pca_projection(x: np.ndarray, dims: int, *, sample: int = 20_000, seed: int = 0) -> np.ndarray:
@@ -315,7 +324,7 @@ def knn_recall(vectors: np.ndarray, sample: np.ndarray, returned: np.ndarray, *,
     repeat = np.zeros_like(valid)
     repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
     np.put_along_axis(valid, order, np.take_along_axis(valid, order, axis=1) & ~repeat, axis=1)
-    returned_sims = np.einsum("ij,ikj->ik", x[sample], x[np.where(valid, returned, 0)])
+    returned_sims = _pair_similarities(x, sample, np.where(valid, returned, 0))
     hits = valid & (returned_sims >= kth[:, None] - tolerance)
     return float(hits.sum(axis=1).mean() / k)
 
