@@ -146,14 +146,20 @@ def read_collection(
     check_embeddings(ids, np.zeros((len(ids), 1), np.float32) + 1, source=source)  # empty + duplicate ids
 
     n = len(ids)
+    ids = sorted(ids)  # pages are asked in id order and each page put back in it: no N x d re-sort later
     matrix: np.ndarray | None = None
-    out_ids = np.empty(n, dtype=object)
+    out_ids = np.asarray(ids, dtype=object)
     doc_ids = np.empty(n, dtype=object)
     types = np.empty(n, dtype=object)
     filled = 0
     for start in range(0, n, page_size):
-        page = collection.get(ids=ids[start : start + page_size], include=["embeddings", "metadatas"])
+        asked = ids[start : start + page_size]
+        page = collection.get(ids=asked, include=["embeddings", "metadatas"])
         page_ids = page["ids"]
+        if sorted(page_ids) != asked:
+            raise ClusteringInputError(f"{source}: get() returned other ids than asked; is the store being written?")
+        position = {dataset_id: i for i, dataset_id in enumerate(asked)}
+        at = start + np.fromiter((position[i] for i in page_ids), dtype=np.int64, count=len(page_ids))
         vectors = _as_matrix(page["embeddings"], page_ids, source)
         if matrix is None:
             matrix = np.empty((n, vectors.shape[1]), dtype=np.float32)
@@ -161,21 +167,19 @@ def read_collection(
             check_dimensions(
                 [ids[0], page_ids[0]], [matrix.shape[1], vectors.shape[1]], source=source
             )
-        stop = filled + len(page_ids)
-        matrix[filled:stop] = vectors
-        out_ids[filled:stop] = page_ids
+        matrix[at] = vectors
         metadatas = page["metadatas"] or [None] * len(page_ids)
-        doc_ids[filled:stop] = [(m or {}).get("document_id") for m in metadatas]
-        types[filled:stop] = [(m or {}).get("dataset_type") for m in metadatas]
-        filled = stop
+        doc_ids[at] = [(m or {}).get("document_id") for m in metadatas]
+        types[at] = [(m or {}).get("dataset_type") for m in metadatas]
+        filled += len(page_ids)
         if progress is not None:
             progress(f"read {filled}/{n} embeddings")
     assert matrix is not None and filled == n
 
     keep = check_embeddings(out_ids, matrix, source=source, on_invalid=on_invalid)
-    order = np.argsort(out_ids.astype(str), kind="stable")
-    order = order[keep[order]]
-    matrix = matrix[order]
+    order = np.flatnonzero(keep)
+    if order.size < n:  # only when invalid embeddings are excluded
+        matrix = matrix[order]
     dim = matrix.shape[1]
     norms = np.empty(matrix.shape[0], dtype=np.float64)
     for start in range(0, matrix.shape[0], 65_536):  # in float64, a slice at a time

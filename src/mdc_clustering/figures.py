@@ -27,14 +27,18 @@ def project_2d(vectors: np.ndarray, *, seed: int = 0) -> np.ndarray:
     The axes are fitted on at most 20,000 rows (a fixed random subset), then
     every row is projected with one (n, d) x (d, 2) product: linear in N.
     """
-    x = normalize_rows(vectors)
+    n = len(vectors)
     rng = np.random.default_rng(seed)
-    fit = x if len(x) <= _FIT_POINTS else x[np.sort(rng.choice(len(x), _FIT_POINTS, replace=False))]
+    fit_rows = np.arange(n) if n <= _FIT_POINTS else np.sort(rng.choice(n, _FIT_POINTS, replace=False))
+    fit = normalize_rows(vectors[fit_rows])
     mean = fit.mean(axis=0)
     _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
     axes = vt[:2].T
     axes *= np.sign(axes[np.abs(axes).argmax(axis=0), [0, 1]])  # deterministic orientation
-    return (x - mean) @ axes
+    out = np.empty((n, 2), dtype=np.float64)
+    for start in range(0, n, 65_536):  # a slice at a time: no N x d copy
+        out[start : start + 65_536] = (normalize_rows(vectors[start : start + 65_536]) - mean) @ axes
+    return out
 
 
 def write_figures(

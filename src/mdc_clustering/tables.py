@@ -192,7 +192,10 @@ def centroid_similarities(embeddings: pa.Table, memberships: pa.Table) -> pa.Tab
     indicator = sparse.csr_matrix((np.ones(len(rows), np.float32), (codes, np.arange(len(rows)))), shape=(m, len(rows)))
     centroids = np.asarray(indicator @ x, dtype=np.float64)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    similarity = np.einsum("ij,ij->i", x.astype(np.float64), centroids[codes])
+    similarity = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), 65_536):  # in float64, a slice at a time (never an N x d float64 copy)
+        part = slice(start, start + 65_536)
+        similarity[part] = np.einsum("ij,ij->i", x[part].astype(np.float64), centroids[codes[part]])
     sizes = np.bincount(codes, minlength=m)
     return pa.table(
         {
