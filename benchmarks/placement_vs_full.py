@@ -83,8 +83,7 @@ def main() -> None:
     full = t_knn + t_threshold + t_leiden
     print(f"N = {args.n:,} existing + {args.new:,} new, d = {args.dim}, {args.clusters} clusters")
     print(
-        f"full re-clustering: k-NN {t_knn:.1f}s + threshold {t_threshold:.1f}s "
-        f"+ Leiden {t_leiden:.1f}s = {full:.1f}s"
+        f"full re-clustering: k-NN {t_knn:.1f}s + threshold {t_threshold:.1f}s + Leiden {t_leiden:.1f}s = {full:.1f}s"
     )
     print(f"place_new:          {t_place:.2f}s ({full / t_place:.0f}x less); {agree:.1%} placed in their true cluster")
 
