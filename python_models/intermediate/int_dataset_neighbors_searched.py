@@ -1,6 +1,6 @@
 """k-nearest neighbours (cosine) of every embedded dataset: exact, or approximate (HNSW) for large N."""
 
-from mdc_clustering.knn import HnswParams, choose_knn_method
+from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.tables import nearest_neighbors
 
@@ -9,10 +9,14 @@ def model(dbt, session):
     dbt.config(materialized="table")
     embeddings = dbt.ref("stg_chroma__embeddings")
     table = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
-    method = choose_knn_method(table.num_rows, dbt.config.get("knn_method"), dbt.config.get("knn_exact_max_n"))
-    hnsw = HnswParams.from_vars(
-        dbt.config.get("hnsw_m"), dbt.config.get("hnsw_ef_construction"), dbt.config.get("hnsw_ef_search"),
-        dbt.config.get("hnsw_pca_dims"),
+    method, hnsw = knn_settings(
+        table.num_rows,
+        knn_method=dbt.config.get("knn_method"),
+        knn_exact_max_n=dbt.config.get("knn_exact_max_n"),
+        hnsw_m=dbt.config.get("hnsw_m"),
+        hnsw_ef_construction=dbt.config.get("hnsw_ef_construction"),
+        hnsw_ef_search=dbt.config.get("hnsw_ef_search"),
+        hnsw_pca_dims=dbt.config.get("hnsw_pca_dims"),
     )
     return nearest_neighbors(
         table,

@@ -15,7 +15,7 @@ def model(dbt, session):
     target_n_clusters_tolerance = dbt.config.get("target_n_clusters_tolerance")
     stable_labels = dbt.config.get("stable_labels")
     label_min_overlap = dbt.config.get("label_min_overlap")
-    leiden_backend = choice("leiden_backend", dbt.config.get("leiden_backend"), ["igraph", "leidenalg"])
+    leiden_backend = dbt.config.get("leiden_backend")  # checked by leiden_cluster
     clustering_mode = choice("clustering_mode", dbt.config.get("clustering_mode"), ["full", "place_new"])
     placement_k = dbt.config.get("placement_k")
     placement_min_share = dbt.config.get("placement_min_share")

@@ -1,6 +1,6 @@
 """recall@k of the k-NN search, measured against exact search on a sample of datasets."""
 
-from mdc_clustering.knn import HnswParams, choose_knn_method
+from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.tables import knn_recall_table
 from mdc_clustering.validation import positive_int
@@ -23,14 +23,20 @@ def model(dbt, session):
         .select("dataset_id, neighbor_id, neighbor_rank")
         .to_arrow_table()
     )
+    method, hnsw = knn_settings(
+        table.num_rows,
+        knn_method=dbt.config.get("knn_method"),
+        knn_exact_max_n=dbt.config.get("knn_exact_max_n"),
+        hnsw_m=dbt.config.get("hnsw_m"),
+        hnsw_ef_construction=dbt.config.get("hnsw_ef_construction"),
+        hnsw_ef_search=dbt.config.get("hnsw_ef_search"),
+        hnsw_pca_dims=dbt.config.get("hnsw_pca_dims"),
+    )
     return knn_recall_table(
         table,
         sample_neighbors,
-        method=choose_knn_method(table.num_rows, dbt.config.get("knn_method"), dbt.config.get("knn_exact_max_n")),
+        method=method,
         k=dbt.config.get("k_neighbors"),
-        hnsw=HnswParams.from_vars(
-            dbt.config.get("hnsw_m"), dbt.config.get("hnsw_ef_construction"), dbt.config.get("hnsw_ef_search"),
-            dbt.config.get("hnsw_pca_dims"),
-        ),
+        hnsw=hnsw,
         progress=dbt_progress("int_knn_recall_measured"),
     )

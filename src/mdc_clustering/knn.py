@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from .validation import choice, nonnegative_int, positive_int
+from .validation import choice, nonnegative_int, optional_positive_int, positive_int
 
 __all__ = [
     "KNN_METHODS",
@@ -18,6 +18,7 @@ __all__ = [
     "exact_knn",
     "hnsw_knn",
     "knn_recall",
+    "knn_settings",
     "knn_table",
     "normalize_rows",
     "query_knn",
@@ -158,14 +159,32 @@ class HnswParams:
     def from_vars(
         cls, m: object, ef_construction: object, ef_search: object, pca_dims: object = 64
     ) -> HnswParams:
-        from .validation import optional_positive_int
-
         return cls(
             positive_int("hnsw_m", m),
             positive_int("hnsw_ef_construction", ef_construction),
             positive_int("hnsw_ef_search", ef_search),
             optional_positive_int("hnsw_pca_dims", pca_dims),
         )
+
+
+def knn_settings(
+    n: int,
+    *,
+    knn_method: object,
+    knn_exact_max_n: object,
+    hnsw_m: object,
+    hnsw_ef_construction: object,
+    hnsw_ef_search: object,
+    hnsw_pca_dims: object,
+) -> tuple[str, HnswParams]:
+    """The k-NN method (``exact`` or ``hnsw``) and HNSW parameters the vars ask for, for ``n`` datasets.
+
+    Takes the vars as the dbt models read them (``dbt.config.get``, which
+    dbt only sees when called with a literal name) and checks them.
+    """
+    method = choose_knn_method(n, knn_method, knn_exact_max_n)
+    hnsw = HnswParams.from_vars(hnsw_m, hnsw_ef_construction, hnsw_ef_search, hnsw_pca_dims)
+    return method, hnsw
 
 
 def choose_knn_method(n: int, method: str, exact_max_n: int) -> str:

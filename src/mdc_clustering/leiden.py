@@ -12,7 +12,7 @@ import leidenalg
 import numpy as np
 
 from .errors import ClusteringInputError
-from .validation import nonnegative_int, optional_positive_int, positive_float, positive_int
+from .validation import choice, nonnegative_int, optional_positive_int, positive_float, positive_int
 
 __all__ = ["LEIDEN_BACKENDS", "ClusteringResult", "build_graph", "cluster_labels", "leiden_cluster"]
 
@@ -324,10 +324,7 @@ def leiden_cluster(
     min_cluster_size = positive_int("min_cluster_size", min_cluster_size)
     max_cluster_size = optional_positive_int("max_cluster_size", max_cluster_size)
     target_n_clusters = optional_positive_int("target_n_clusters", target_n_clusters)
-    if backend not in LEIDEN_BACKENDS:
-        from .errors import ParameterError
-
-        raise ParameterError(f"var 'leiden_backend' must be one of {', '.join(LEIDEN_BACKENDS)}; got {backend!r}")
+    backend = choice("leiden_backend", backend, LEIDEN_BACKENDS)
     if max_cluster_size is not None and max_cluster_size < min_cluster_size:
         from .errors import ParameterError
 

@@ -108,3 +108,14 @@ def test_hnsw_on_a_pca_projection_reranks_to_exact_similarities(rng):
     sample = np.arange(0, 3000, 5)
     assert oracle_recall(poor, expected, sample) < 0.9
     assert knn_recall(x, sample, poor[sample]) == pytest.approx(oracle_recall(poor, expected, sample), abs=0.01)
+
+
+def test_knn_settings_check_the_vars():
+    from mdc_clustering.knn import knn_settings
+
+    config = {"knn_method": "auto", "knn_exact_max_n": "100", "hnsw_m": "16", "hnsw_ef_construction": "40",
+              "hnsw_ef_search": "50", "hnsw_pca_dims": "None"}
+    assert knn_settings(101, **config) == ("hnsw", HnswParams(m=16, ef_construction=40, ef_search=50, pca_dims=None))
+    assert knn_settings(100, **config)[0] == "exact"
+    with pytest.raises(ParameterError, match="hnsw_pca_dims"):
+        knn_settings(10, **{**config, "hnsw_pca_dims": "-3"})
