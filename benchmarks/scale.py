@@ -211,8 +211,15 @@ def _chroma_load(chroma: str, collection: str, matrix: str, width: int, rows_pat
     Path(out).write_text(json.dumps(result))
 
 
-def load_warehouse(wh: Warehouse, x_all: np.ndarray, truth: np.ndarray, texts: list[str], index: str, width: int):
-    """Write the warehouse's matrix, then load the Chroma store (spawned process) and the pipeline DuckDB."""
+def load_warehouse(
+    wh: Warehouse, x_all: np.ndarray, truth: np.ndarray, texts: list[str], index: str, width: int, *, reuse=False
+):
+    """Write the warehouse's matrix, then load the Chroma store (spawned process) and the pipeline DuckDB.
+
+    With ``reuse`` the Chroma store an earlier run loaded in ``wh.root`` is kept (after checking it
+    holds the same ground truth) and its recorded load figures are reported again; the DuckDB file
+    and dbt's outputs are made anew.
+    """
     import duckdb
     import pyarrow as pa
 
@@ -226,21 +233,34 @@ def load_warehouse(wh: Warehouse, x_all: np.ndarray, truth: np.ndarray, texts: l
             out[start : start + 65_536] = x_all[rows[start : start + 65_536]]
         out.flush()
         del out
+    result_file = wh.root / "chroma_load.json"
+    if reuse:
+        if not result_file.exists() or not (wh.root / "truth.npy").exists():
+            raise SystemExit(f"--reuse-store: {wh.root} holds no loaded Chroma store (no chroma_load.json)")
+        if not np.array_equal(np.load(wh.root / "truth.npy"), truth[rows]):
+            raise SystemExit(f"--reuse-store: the store in {wh.root} was loaded from other data (truth differs)")
+        for old in ("pipeline.duckdb", "pipeline.duckdb.wal", "target", "logs", "reports"):
+            path = wh.root / old
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
     np.save(wh.root / "rows.npy", rows)
     np.save(wh.root / "truth.npy", truth[rows])
 
     started = time.perf_counter()
     ctx = mp.get_context("spawn")
-    result_file = wh.root / "chroma_load.json"
-    proc = ctx.Process(
+    proc = None if reuse else ctx.Process(
         target=_chroma_load,
         args=(str(wh.chroma), wh.collection, str(wh.matrix), width, str(wh.root / "rows.npy"), index, str(result_file)),
     )
-    proc.start()
-    proc.join()
-    if proc.exitcode != 0:
+    if proc is not None:
+        proc.start()
+        proc.join()
+    if proc is not None and proc.exitcode != 0:
         raise SystemExit(f"loading the Chroma store failed (exit code {proc.exitcode})")
     chroma = json.loads(result_file.read_text())
+    chroma["reused"] = reuse
     chroma["wall_s"] = time.perf_counter() - started
     chroma["rows_per_s"] = len(rows) / chroma["seconds"]
     chroma["index"] = index
@@ -600,7 +620,9 @@ def markdown_section(res: dict) -> str:
         f"- Data: {res['data']}",
         f"- Load (not in the build time): generate {fmt_s(res['generate_s'])}; Chroma "
         f"{fmt_s(load['chroma']['seconds'])} ({load['chroma']['rows_per_s']:,.0f} items/s, index "
-        f"`{load['chroma']['index']}`, {load['chroma']['disk_gb']:.2f} GB on disk); DuckDB {fmt_s(load['duckdb_s'])}",
+        f"`{load['chroma']['index']}`, {load['chroma']['disk_gb']:.2f} GB on disk"
+        + ("; loaded by an earlier run and reused, `--reuse-store`" if load["chroma"].get("reused") else "")
+        + f"); DuckDB {fmt_s(load['duckdb_s'])}",
         f"- dbt vars beyond the store: `{json.dumps(res['extra_vars'])}`",
         "",
         "| | dbt build | scanpy |",
@@ -717,6 +739,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, help="markdown file to add (or update) this run's section in")
     parser.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--reuse-store",
+        action="store_true",
+        help="reuse the Chroma store an earlier run of the same data loaded in --workdir (its recorded load "
+        "time is reported); the pipeline DuckDB and dbt's outputs are made anew",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not echo dbt's and scanpy's output")
     args = parser.parse_args(argv)
     global PROJECT
@@ -742,7 +770,9 @@ def main(argv: list[str] | None = None) -> None:
 
     created = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="mdc-scale-")) if created else args.workdir.resolve()
-    if not created and workdir.exists() and any(workdir.iterdir()):
+    if args.reuse_store and created:
+        raise SystemExit("--reuse-store needs --workdir (the directory of the earlier run)")
+    if not created and not args.reuse_store and workdir.exists() and any(workdir.iterdir()):
         raise SystemExit(f"--workdir {workdir} is not empty")
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"work directory: {workdir}")
@@ -765,9 +795,10 @@ def main(argv: list[str] | None = None) -> None:
 
         wh = Warehouse(workdir / "main", np.arange(args.n), f"synthetic_{args.kind}")
         # The main warehouse's matrix is the generated one: link instead of copying.
-        wh.root.mkdir(parents=True)
-        os.link(full_matrix, wh.matrix)
-        load_warehouse(wh, x_all, truth, texts, args.chroma_index, width)
+        wh.root.mkdir(parents=True, exist_ok=args.reuse_store)
+        if not wh.matrix.exists():
+            os.link(full_matrix, wh.matrix)
+        load_warehouse(wh, x_all, truth, texts, args.chroma_index, width, reuse=args.reuse_store)
         ch = wh.load["chroma"]
         print(
             f"loaded: Chroma {ch['seconds']:.1f} s ({ch['rows_per_s']:,.0f} items/s, batches of {ch['batch']}, "

@@ -1,5 +1,6 @@
 """k-nearest neighbours (cosine) of every embedded dataset: exact, or approximate (HNSW) for large N."""
 
+from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.tables import nearest_neighbors
@@ -8,18 +9,19 @@ from mdc_clustering.tables import nearest_neighbors
 def model(dbt, session):
     dbt.config(materialized="table")
     embeddings = dbt.ref("stg_chroma__embeddings")
-    table = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
+    unit_rows = read_embeddings(embeddings, normalize=True)
     method, hnsw = knn_settings(
-        table.num_rows,
+        len(unit_rows),
         knn_method=dbt.config.get("knn_method"),
         knn_exact_max_n=dbt.config.get("knn_exact_max_n"),
         hnsw_m=dbt.config.get("hnsw_m"),
         hnsw_ef_construction=dbt.config.get("hnsw_ef_construction"),
         hnsw_ef_search=dbt.config.get("hnsw_ef_search"),
         hnsw_pca_dims=dbt.config.get("hnsw_pca_dims"),
+        knn_min_recall=dbt.config.get("knn_min_recall"),
     )
     return nearest_neighbors(
-        table,
+        unit_rows,
         dbt.config.get("k_neighbors"),
         method=method,
         hnsw=hnsw,

@@ -1,5 +1,6 @@
 """Each clustered dataset's cosine similarity to its cluster's centroid."""
 
+from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.tables import centroid_similarities
 
 
@@ -7,6 +8,6 @@ def model(dbt, session):
     dbt.config(materialized="table")
     embeddings = dbt.ref("stg_chroma__embeddings")
     memberships = dbt.ref("int_datasets_clustered")
-    vectors = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
+    unit_rows = read_embeddings(embeddings, normalize=True)
     clusters = memberships.select("dataset_id, cluster").to_arrow_table()
-    return centroid_similarities(vectors, clusters)
+    return centroid_similarities(unit_rows, clusters)

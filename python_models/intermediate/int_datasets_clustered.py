@@ -1,5 +1,6 @@
 """Leiden communities of the thresholded similarity graph, one row per embedded dataset."""
 
+from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.tables import cluster_memberships, place_new_datasets
 from mdc_clustering.validation import choice, flag, positive_float
@@ -24,7 +25,7 @@ def model(dbt, session):
     if clustering_mode == "place_new":
         # Only datasets without a cluster are placed; the graph and Leiden are not touched.
         return place_new_datasets(
-            embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table(),
+            read_embeddings(embeddings),
             datasets.select("dataset_id, cluster").to_arrow_table(),
             k=placement_k,
             min_share=placement_min_share,

@@ -1,5 +1,6 @@
 """recall@k of the k-NN search, measured against exact search on a sample of datasets."""
 
+from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.tables import knn_recall_table
@@ -11,7 +12,7 @@ def model(dbt, session):
     sample_size = positive_int("knn_recall_sample", dbt.config.get("knn_recall_sample"))
     embeddings = dbt.ref("stg_chroma__embeddings")
     neighbors = dbt.ref("int_dataset_neighbors_searched")
-    table = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
+    unit_rows = read_embeddings(embeddings, normalize=True)
     # the sample: the datasets whose id hashes lowest (stable across runs of the same data)
     sample = (
         embeddings.select("dataset_id as sample_id, hash(dataset_id) as sample_hash")
@@ -20,11 +21,11 @@ def model(dbt, session):
     )
     sample_neighbors = (
         neighbors.join(sample, "dataset_id = sample_id")
-        .select("dataset_id, neighbor_id, neighbor_rank")
+        .select("dataset_id, neighbor_id, neighbor_rank, search_dims")
         .to_arrow_table()
     )
     method, hnsw = knn_settings(
-        table.num_rows,
+        len(unit_rows),
         knn_method=dbt.config.get("knn_method"),
         knn_exact_max_n=dbt.config.get("knn_exact_max_n"),
         hnsw_m=dbt.config.get("hnsw_m"),
@@ -33,7 +34,7 @@ def model(dbt, session):
         hnsw_pca_dims=dbt.config.get("hnsw_pca_dims"),
     )
     return knn_recall_table(
-        table,
+        unit_rows,
         sample_neighbors,
         method=method,
         k=dbt.config.get("k_neighbors"),

@@ -1,6 +1,7 @@
 """Each dataset's neighborhood_k nearest items of the reference set, itself excluded."""
 
 from mdc_clustering.chroma_reader import same_collection
+from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.tables import reference_neighbors
 from mdc_clustering.validation import positive_int
@@ -22,8 +23,8 @@ def model(dbt, session):
     ):
         # Already computed: the first neighborhood_k rows of the k-NN table.
         return knn.filter(f"neighbor_rank <= {neighborhood_k}")
-    queries = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
-    items = reference.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
+    queries = read_embeddings(embeddings, normalize=True)
+    items = read_embeddings(reference, normalize=True)
     return reference_neighbors(
         queries, items, neighborhood_k, progress=dbt_progress("int_reference_neighbors_searched")
     )

@@ -1,6 +1,7 @@
 """Pictures of the run next to the JSON report: similarity distribution, cluster sizes, 2-D map."""
 
-from mdc_clustering.figures import write_figures
+from mdc_clustering.embeddings import read_embeddings
+from mdc_clustering.figures import MAP_POINTS, write_figures
 
 
 def model(dbt, session):
@@ -14,5 +15,7 @@ def model(dbt, session):
         "floor(similarity * 100)",
     ).order("bin_start").to_arrow_table()
     clusters = memberships.select("dataset_id, cluster").order("dataset_id").to_arrow_table()
-    vectors = embeddings.select("dataset_id, embedding").order("dataset_id").to_arrow_table()
-    return write_figures(histogram, threshold.to_arrow_table(), clusters, vectors, "reports/clustering")
+    # The map draws at most MAP_POINTS datasets: read only a fixed pseudo-random share of that size.
+    n = clusters.num_rows
+    drawn = embeddings if n <= MAP_POINTS else embeddings.filter(f"hash(dataset_id) % {n} < {MAP_POINTS}")
+    return write_figures(histogram, threshold.to_arrow_table(), clusters, read_embeddings(drawn), "reports/clustering")

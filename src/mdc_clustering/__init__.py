@@ -4,16 +4,20 @@ dbt Python models in ``python_models/`` are thin wrappers around these
 functions: they read Arrow, call one function, and return Arrow.
 """
 
-from .chroma_reader import embedding_matrix, get_client, open_collection, read_collection
+from .chroma_reader import get_client, open_collection, read_collection
+from .embeddings import Embeddings, as_embeddings, embedding_matrix, read_embeddings
 from .errors import ClusteringInputError, ParameterError
 from .validation import check_embeddings
 
 __all__ = [
     "ClusteringInputError",
+    "Embeddings",
     "ParameterError",
     "check_embeddings",
+    "as_embeddings",
     "embedding_matrix",
     "get_client",
     "open_collection",
     "read_collection",
+    "read_embeddings",
 ]

@@ -16,7 +16,6 @@ from .validation import check_dimensions, check_embeddings, positive_int
 
 __all__ = [
     "COLLECTION_NAME_RE",
-    "embedding_matrix",
     "get_client",
     "open_collection",
     "read_collection",
@@ -200,20 +199,6 @@ def read_collection(
             final=True,
         )
     return table
-
-
-def embedding_matrix(table: pa.Table, column: str = "embedding") -> np.ndarray:
-    """Return the fixed-size-list column of ``table`` as a C-contiguous float32 matrix (no copy when possible)."""
-    col = table.column(column).combine_chunks()
-    if isinstance(col, pa.ChunkedArray):
-        col = col.chunk(0) if col.num_chunks else pa.array([], col.type)
-    if not pa.types.is_fixed_size_list(col.type):
-        raise ClusteringInputError(
-            f"column {column!r} must be a fixed-size list of floats (DuckDB FLOAT[d]), got {col.type}"
-        )
-    dim = col.type.list_size
-    values = col.flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(values.reshape(-1, dim), dtype=np.float32)
 
 
 def _unset(value) -> bool:

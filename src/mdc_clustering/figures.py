@@ -6,18 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .chroma_reader import embedding_matrix
+from .embeddings import Embeddings, as_embeddings
 from .knn import normalize_rows
 
-__all__ = ["FIGURE_FILES", "project_2d", "write_figures"]
+__all__ = ["FIGURE_FILES", "MAP_POINTS", "project_2d", "write_figures"]
 
 FIGURE_FILES = {
     "similarity": "knn_similarity_distribution.png",
     "sizes": "cluster_sizes.png",
     "map": "cluster_map.png",
 }
-_MAP_POINTS = 100_000  # points drawn in the map (a fixed random subset beyond that)
+MAP_POINTS = 20_000  # points drawn in the map (a fixed random subset beyond that)
 _FIT_POINTS = 20_000  # rows the 2-D projection is fitted on
 
 
@@ -45,7 +46,7 @@ def write_figures(
     histogram: pa.Table,
     threshold: pa.Table,
     memberships: pa.Table,
-    embeddings: pa.Table,
+    embeddings: Embeddings | pa.Table,
     out_dir: str | Path,
 ) -> pa.Table:
     """Write the three PNGs of a run and return a table listing them.
@@ -60,7 +61,9 @@ def write_figures(
     memberships
         ``dataset_id``, ``cluster`` of every embedded dataset.
     embeddings
-        ``dataset_id``, ``embedding`` in the same order as ``memberships``.
+        ``dataset_id``, ``embedding`` of the datasets to draw in the map: all
+        of them, or a sample (beyond 20,000 rows a fixed random 20,000 are
+        drawn anyway).
     out_dir
         Folder to write to (must exist).
 
@@ -131,12 +134,15 @@ def write_figures(
     written.append(("sizes", len(sizes)))
 
     # 3. 2-D map coloured by cluster
-    xy = project_2d(embedding_matrix(embeddings))
+    emb = as_embeddings(embeddings)
+    xy = project_2d(emb.matrix)
     n = len(xy)
     shown = np.arange(n)
-    if n > _MAP_POINTS:
-        shown = np.sort(np.random.default_rng(0).choice(n, _MAP_POINTS, replace=False))
-    label_arr = np.asarray([c if c is not None else "" for c in labels], dtype=object)
+    if n > MAP_POINTS:
+        shown = np.sort(np.random.default_rng(0).choice(n, MAP_POINTS, replace=False))
+    at = pc.index_in(emb.ids, value_set=memberships.column("dataset_id").combine_chunks())
+    map_labels = memberships.column("cluster").combine_chunks().take(at).to_pylist()
+    label_arr = np.asarray([c if c is not None else "" for c in map_labels], dtype=object)
     order = {c: i for i, c in enumerate(sorted(set(clustered), key=lambda c: int(c.rsplit("_", 1)[-1])))}
     codes = np.array([order.get(c, -1) for c in label_arr])
     fig, ax = plt.subplots(figsize=(9, 8), dpi=110)
@@ -154,12 +160,15 @@ def write_figures(
     ax.legend(loc="lower right", fontsize=8, frameon=False, markerscale=2)
     for label, code in list(order.items())[:12]:  # name the 12 largest clusters at their centre
         members = codes == code
+        if not members.any():  # not in the drawn sample
+            continue
         cx, cy = np.median(xy[members], axis=0)
         ax.annotate(label, (cx, cy), fontsize=8, ha="center", weight="bold",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.7, "lw": 0})
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{n:,} datasets on their first two principal axes; the 20 largest clusters in colour")
+    drawn = f"{len(shown):,} of {len(labels):,}" if len(shown) < len(labels) else f"{len(shown):,}"
+    ax.set_title(f"{drawn} datasets on their first two principal axes; the 20 largest clusters in colour")
     fig.tight_layout()
     fig.savefig(out / FIGURE_FILES["map"])
     plt.close(fig)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from .validation import choice, nonnegative_int, optional_positive_int, positive_int
+from .validation import choice, nonnegative_int, optional_positive_int, positive_int, unit_interval
 
 __all__ = [
     "KNN_METHODS",
@@ -41,6 +41,7 @@ def exact_knn(
     vectors: np.ndarray,
     k: int,
     *,
+    normalized: bool = False,
     batch_rows: int | None = None,
     progress: Callable[..., None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +53,8 @@ def exact_knn(
         Array ``(n, d)``; rows must have non-zero norm.
     k
         Neighbours per row. ``k >= n`` gives every other row (``n - 1``).
+    normalized
+        The rows are already unit-length float32 (no copy is made).
     batch_rows
         Query rows per block (by default a block is ~128 MiB).
     progress
@@ -66,7 +69,7 @@ def exact_knn(
         ``float32`` array of the same shape, cosine similarities clipped to
         ``[-1, 1]``.
     """
-    x = normalize_rows(vectors)
+    x = vectors if normalized else normalize_rows(vectors)
     return query_knn(
         x, x, k, exclude=np.arange(x.shape[0]), normalized=True, batch_rows=batch_rows, progress=progress
     )
@@ -148,22 +151,33 @@ class HnswParams:
     when set and below the embedding dimension, the index is built on the
     rows projected on their first ``pca_dims`` principal components, and the
     candidates it returns are re-ranked by their exact cosine similarity.
+    ``pca_min_recall``: when set, the projected index is first checked on a
+    pilot sample of rows against exact search; if its recall@k there is
+    below this value, the projection does not suit the data (e.g. isotropic
+    noise) and the index is built on the full rows instead.
     """
 
     m: int = 32
     ef_construction: int = 80
     ef_search: int = 64
     pca_dims: int | None = 64
+    pca_min_recall: float | None = None
 
     @classmethod
     def from_vars(
-        cls, m: object, ef_construction: object, ef_search: object, pca_dims: object = 64
+        cls,
+        m: object,
+        ef_construction: object,
+        ef_search: object,
+        pca_dims: object = 64,
+        pca_min_recall: object = None,
     ) -> HnswParams:
         return cls(
             positive_int("hnsw_m", m),
             positive_int("hnsw_ef_construction", ef_construction),
             positive_int("hnsw_ef_search", ef_search),
             optional_positive_int("hnsw_pca_dims", pca_dims),
+            None if pca_min_recall is None else unit_interval("knn_min_recall", pca_min_recall),
         )
 
 
@@ -176,14 +190,17 @@ def knn_settings(
     hnsw_ef_construction: object,
     hnsw_ef_search: object,
     hnsw_pca_dims: object,
+    knn_min_recall: object = None,
 ) -> tuple[str, HnswParams]:
     """The k-NN method (``exact`` or ``hnsw``) and HNSW parameters the vars ask for, for ``n`` datasets.
 
     Takes the vars as the dbt models read them (``dbt.config.get``, which
     dbt only sees when called with a literal name) and checks them.
+    ``knn_min_recall`` also decides whether the PCA projection is kept
+    (see :class:`HnswParams`).
     """
     method = choose_knn_method(n, knn_method, knn_exact_max_n)
-    hnsw = HnswParams.from_vars(hnsw_m, hnsw_ef_construction, hnsw_ef_search, hnsw_pca_dims)
+    hnsw = HnswParams.from_vars(hnsw_m, hnsw_ef_construction, hnsw_ef_search, hnsw_pca_dims, knn_min_recall)
     return method, hnsw
 
 
@@ -205,6 +222,8 @@ def hnsw_knn(
     k: int,
     params: HnswParams | None = None,
     *,
+    normalized: bool = False,
+    info: dict | None = None,
     progress: Callable[..., None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate cosine k-nearest neighbours of every row among the rows, itself excluded.
@@ -215,12 +234,26 @@ def hnsw_knn(
     ranks like cosine up to the projection): distances in 64 dimensions
     cost a sixth of 384. Every row asks for ``k + 1`` candidates (plus
     ``max(10, k // 2)`` with the projection), which are re-ranked by their
-    exact cosine similarity; the row itself is dropped. Rows the index
-    returns too few neighbours for are searched exactly. Building and
-    searching use all cores (OpenMP); the result does not depend on the
-    thread count. Memory: the unit rows, plus the projection and ``m``
-    links per row (without projection the index holds the unit rows and
-    our copy is freed).
+    exact cosine similarity; the row itself is dropped. With
+    ``params.pca_min_recall`` the projected index is checked first on a
+    pilot sample (:data:`PILOT_ROWS` rows, seeded) against exact search and
+    replaced by a full-dimension index when its recall@k is below that
+    value. Rows the index returns too few neighbours for are searched
+    exactly. Building and searching use all cores (OpenMP); the result does
+    not depend on the thread count.
+
+    Memory: the unit rows (the caller's, when ``normalized``), the
+    projection and ``m`` links per row; a full-dimension index holds its own
+    copy of the unit rows.
+
+    Parameters
+    ----------
+    normalized
+        ``vectors`` already has unit-length float32 rows (no copy is made).
+    info
+        Optional dict, filled with ``search_dims`` (the dimension the index
+        compared rows in) and ``pilot_recall`` (the projected index's
+        recall@k on the pilot sample; None when not checked).
 
     Returns
     -------
@@ -232,64 +265,113 @@ def hnsw_knn(
 
     params = params or HnswParams()
     k = positive_int("k_neighbors", k)
-    x = normalize_rows(vectors)
+    x = vectors if normalized else normalize_rows(vectors)
     n, d = x.shape
     k_eff = max(0, min(k, n - 1))
+    found_info = {"search_dims": d, "pilot_recall": None}
+    if info is not None:
+        info.update(found_info)
     if k_eff == 0:
         return np.empty((n, 0), np.int64), np.empty((n, 0), np.float32)
     started = time.perf_counter()
-    reduce = params.pca_dims is not None and params.pca_dims < d
-    # extra candidates to re-rank when the index only sees a projection of the rows
-    n_candidates = min(n, k_eff + 1 + (max(10, k_eff // 2) if reduce else 0))
-    if reduce:
+
+    def build(keys: np.ndarray, metric) -> faiss.Index:
+        index = faiss.IndexHNSWFlat(keys.shape[1], params.m, metric)
+        index.hnsw.efConstruction = params.ef_construction
+        for start in range(0, n, _CHUNK):
+            index.add(keys[start : start + _CHUNK])
+            if progress is not None:
+                progress(
+                    f"HNSW index ({keys.shape[1]} dims): {min(n, start + _CHUNK)}/{n} rows added "
+                    f"({time.perf_counter() - started:.1f}s)"
+                )
+        return index
+
+    if params.pca_dims is not None and params.pca_dims < d:
         keys = _pca_projection(x, params.pca_dims)
-        index = faiss.IndexHNSWFlat(params.pca_dims, params.m, faiss.METRIC_L2)  # = cosine order, up to the projection
+        n_candidates = min(n, k_eff + 1 + max(10, k_eff // 2))  # extra candidates: the index sees a projection
+        index = build(keys, faiss.METRIC_L2)  # L2 on the projection ranks like cosine, up to the projection
+        index.hnsw.efSearch = max(params.ef_search, n_candidates)
+        if params.pca_min_recall is not None and n > PILOT_ROWS:
+            pilot = np.sort(np.random.default_rng(0).choice(n, PILOT_ROWS, replace=False))
+            found, _ = _rerank(index, keys, x, pilot, n_candidates, k_eff)
+            found_info["pilot_recall"] = knn_recall(x, pilot, found, normalized=True)
+            if progress is not None:
+                progress(
+                    f"pilot recall@{k_eff} of the {params.pca_dims}-dim projection on {PILOT_ROWS} rows: "
+                    f"{found_info['pilot_recall']:.3f} (needed {params.pca_min_recall})"
+                )
+            if found_info["pilot_recall"] < params.pca_min_recall:
+                del index, keys
+                keys = None
+        if keys is not None:
+            found_info["search_dims"] = params.pca_dims
     else:
+        keys = None
+    if keys is None:
+        n_candidates = min(n, k_eff + 1)
+        index = build(x, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = max(params.ef_search, n_candidates)
         keys = x
-        index = faiss.IndexHNSWFlat(d, params.m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = params.ef_construction
-    index.hnsw.efSearch = max(params.ef_search, n_candidates)
-    chunk = 100_000
-    for start in range(0, n, chunk):
-        index.add(keys[start : start + chunk])
-        if progress is not None:
-            progress(f"HNSW index: {min(n, start + chunk)}/{n} rows added ({time.perf_counter() - started:.1f}s)")
-    if not reduce:
-        # the index holds its own copy of the unit rows: query from that one and free ours
-        del x, keys
-        x = keys = faiss.rev_swig_ptr(faiss.downcast_index(index.storage).get_xb(), n * d).reshape(n, d)
+    if info is not None:
+        info.update(found_info)
     indices = np.empty((n, k_eff), np.int64)
     sims = np.empty((n, k_eff), np.float32)
     searched = time.perf_counter()
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        _, found = index.search(keys[start:stop], n_candidates)
-        rows = np.arange(start, stop)[:, None]
-        # exact cosine of every candidate; the row itself and missing candidates sort last
-        found_sims = _pair_similarities(x, np.arange(start, stop), found)
-        found_sims[(found == rows) | (found < 0)] = -np.inf
-        order = np.lexsort((found, -found_sims), axis=1)[:, :k_eff]  # ties by index, as the exact search
-        indices[start:stop] = np.take_along_axis(found, order, axis=1)
-        sims[start:stop] = np.take_along_axis(found_sims, order, axis=1)
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        indices[start:stop], sims[start:stop] = _rerank(index, keys, x, np.arange(start, stop), n_candidates, k_eff)
         if progress is not None:
             progress(f"HNSW search: {stop}/{n} rows ({time.perf_counter() - searched:.1f}s)")
+    del index, keys
     indices[~np.isfinite(sims)] = -1
     short = np.flatnonzero((indices < 0).any(axis=1))
     if short.size:  # the graph could not reach k neighbours for these rows: search them exactly
         indices[short], sims[short] = query_knn(x[short], x, k_eff, exclude=short, normalized=True)
         if progress is not None:
             progress(f"{short.size} rows with fewer than {k_eff} HNSW neighbours searched exactly", final=True)
-    del x, keys, index
     np.clip(sims, -1.0, 1.0, out=sims)
     return indices, sims
 
 
+# Rows added to / searched in the HNSW index per call, and rows of the pilot recall check.
+_CHUNK = 100_000
+PILOT_ROWS = 256
+
+
+def _rerank(index, keys: np.ndarray, x: np.ndarray, rows: np.ndarray, n_candidates: int, k: int):
+    """The ``k`` best of the index's ``n_candidates`` for ``rows``, by exact cosine (the row itself dropped)."""
+    _, found = index.search(np.ascontiguousarray(keys[rows]), n_candidates)
+    found_sims = _pair_similarities(x, rows, found)
+    found_sims[(found == rows[:, None]) | (found < 0)] = -np.inf
+    order = np.lexsort((found, -found_sims), axis=1)[:, :k]  # ties by index, as the exact search
+    return np.take_along_axis(found, order, axis=1), np.take_along_axis(found_sims, order, axis=1)
+
+
 def _pair_similarities(x: np.ndarray, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """``out[i, j] = x[rows[i]] . x[others[i, j]]``, one column at a time (never a rows x k x d gather)."""
-    out = np.empty(others.shape, dtype=np.float32)
-    queries = x[rows]
-    for j in range(others.shape[1]):
-        out[:, j] = np.einsum("ij,ij->i", queries, x[np.maximum(others[:, j], 0)])
+    """``out[i, j] = x[rows[i]] . x[others[i, j]]`` (faiss, multi-threaded; never a rows x k x d gather).
+
+    ``others`` below 0 give ``-inf``.
+    """
+    import faiss
+
+    # every array handed to faiss is bound to a name: swig_ptr keeps no reference to it
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    queries = np.ascontiguousarray(x[rows])
+    ids = np.ascontiguousarray(others, dtype=np.int64)
+    safe_ids = np.maximum(ids, 0)
+    out = np.empty(ids.shape, dtype=np.float32)
+    if out.size:
+        faiss.fvec_inner_products_by_idx(
+            faiss.swig_ptr(out),
+            faiss.swig_ptr(queries),
+            faiss.swig_ptr(x),
+            faiss.swig_ptr(safe_ids),
+            x.shape[1],
+            ids.shape[0],
+            ids.shape[1],
+        )
+    out[ids < 0] = -np.inf
     return out
 
 
@@ -306,7 +388,14 @@ def _pca_projection(x: np.ndarray, dims: int, *, sample: int = 20_000, seed: int
     return out
 
 
-def knn_recall(vectors: np.ndarray, sample: np.ndarray, returned: np.ndarray, *, tolerance: float = 1e-5) -> float:
+def knn_recall(
+    vectors: np.ndarray,
+    sample: np.ndarray,
+    returned: np.ndarray,
+    *,
+    tolerance: float = 1e-5,
+    normalized: bool = False,
+) -> float:
     """recall@k of a k-NN result on a sample of rows, against exact search.
 
     Parameters
@@ -326,14 +415,15 @@ def knn_recall(vectors: np.ndarray, sample: np.ndarray, returned: np.ndarray, *,
         neighbours that are among the exact ``k`` nearest. A returned
         neighbour whose similarity ties the exact ``k``-th (within
         ``tolerance``) counts as exact, so duplicate embeddings never lower
-        the figure. Similarities are recomputed from ``vectors``.
+        the figure. Similarities are recomputed from ``vectors`` (unit-length
+        float32 rows already when ``normalized``: no copy is made).
     """
     sample = np.asarray(sample, dtype=np.int64)
     returned = np.asarray(returned, dtype=np.int64)
     if sample.size == 0 or returned.shape[1] == 0:
         return 1.0
     k = returned.shape[1]
-    x = normalize_rows(vectors)
+    x = vectors if normalized else normalize_rows(vectors)
     _, exact_sims = query_knn(x[sample], x, k, exclude=sample, normalized=True)
     kth = exact_sims[:, -1]
     valid = (returned >= 0) & (returned != sample[:, None])

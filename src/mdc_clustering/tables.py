@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .chroma_reader import embedding_matrix
+from .embeddings import Embeddings, as_embeddings
 from .errors import ClusteringInputError
 from .knn import HnswParams, exact_knn, hnsw_knn, knn_recall, knn_table, normalize_rows, query_knn
 from .labels import match_labels
@@ -29,7 +29,7 @@ Progress = Callable[..., None] | None
 
 
 def nearest_neighbors(
-    embeddings: pa.Table,
+    embeddings: Embeddings | pa.Table,
     k: int,
     *,
     method: str = "exact",
@@ -40,30 +40,36 @@ def nearest_neighbors(
 
     ``method`` is ``exact`` (:func:`mdc_clustering.knn.exact_knn`) or
     ``hnsw`` (:func:`mdc_clustering.knn.hnsw_knn`); see
-    :func:`mdc_clustering.knn.knn_table` for the columns.
+    :func:`mdc_clustering.knn.knn_table` for the columns, plus
+    ``search_dims`` (int16, the same on every row): the dimension the search
+    compared rows in (the embedding's, or ``hnsw_pca_dims`` when the HNSW
+    index was built on the projection).
     """
     started = time.perf_counter()
-    ids = embeddings.column("dataset_id").combine_chunks()
-    matrix = embedding_matrix(embeddings)
+    emb = as_embeddings(embeddings)
+    unit = emb.normalized
+    info = {"search_dims": emb.matrix.shape[1]}
     if method == "hnsw":
-        indices, sims = hnsw_knn(matrix, k, hnsw or HnswParams(), progress=progress)
+        indices, sims = hnsw_knn(emb.matrix, k, hnsw or HnswParams(), normalized=unit, info=info, progress=progress)
     elif method == "exact":
-        indices, sims = exact_knn(matrix, k, progress=progress)
+        indices, sims = exact_knn(emb.matrix, k, normalized=unit, progress=progress)
     else:
         raise ClusteringInputError(f"k-NN method must be 'exact' or 'hnsw' here, got {method!r}")
-    del matrix
-    table = knn_table(ids, indices, sims)
+    table = knn_table(emb.ids, indices, sims)
+    table = table.append_column(
+        "search_dims", pa.array(np.full(table.num_rows, info["search_dims"], dtype=np.int16))
+    )
     if progress is not None:
         progress(
-            f"{table.num_rows} neighbour rows ({len(ids)} datasets x {indices.shape[1]}, {method}) "
-            f"in {time.perf_counter() - started:.1f}s",
+            f"{table.num_rows} neighbour rows ({len(emb)} datasets x {indices.shape[1]}, {method}, "
+            f"{info['search_dims']} dims) in {time.perf_counter() - started:.1f}s",
             final=True,
         )
     return table
 
 
 def knn_recall_table(
-    embeddings: pa.Table,
+    embeddings: Embeddings | pa.Table,
     sample_neighbors: pa.Table,
     *,
     method: str,
@@ -78,11 +84,12 @@ def knn_recall_table(
     embeddings
         ``dataset_id``, ``embedding`` of every embedded dataset (the search space).
     sample_neighbors
-        ``dataset_id``, ``neighbor_id``, ``neighbor_rank``: the k-NN rows of the
-        sampled datasets, as the k-NN model wrote them.
+        ``dataset_id``, ``neighbor_id``, ``neighbor_rank``, ``search_dims``: the
+        k-NN rows of the sampled datasets, as the k-NN model wrote them.
     """
     started = time.perf_counter()
-    ids = embeddings.column("dataset_id").combine_chunks()
+    emb = as_embeddings(embeddings)
+    ids = emb.ids
     sample_ids = pc.unique(sample_neighbors.column("dataset_id")).sort()
     rows = pc.index_in(sample_ids, value_set=ids)
     if rows.null_count:
@@ -95,9 +102,9 @@ def knn_recall_table(
         neighbor = pc.fill_null(pc.index_in(sample_neighbors.column("neighbor_id"), value_set=ids), -1)
         rank = sample_neighbors.column("neighbor_rank").to_numpy().astype(np.int64)
         returned[at.astype(np.int64), rank - 1] = neighbor.to_numpy(zero_copy_only=False)
-    matrix = embedding_matrix(embeddings)
-    recall = knn_recall(matrix, sample, returned)
-    pca_dims = hnsw.pca_dims if hnsw.pca_dims is not None and hnsw.pca_dims < matrix.shape[1] else None
+    recall = knn_recall(emb.matrix, sample, returned, normalized=emb.normalized)
+    search_dims = pc.max(sample_neighbors.column("search_dims")).as_py() if width else None
+    pca_dims = search_dims if search_dims is not None and search_dims < emb.matrix.shape[1] else None
     seconds = time.perf_counter() - started
     if progress is not None:
         progress(f"recall@{width} of the {method} k-NN on {len(sample)} sampled datasets: {recall:.4f} "
@@ -119,7 +126,7 @@ def knn_recall_table(
 
 
 def reference_neighbors(
-    embeddings: pa.Table, reference: pa.Table, k: int, *, progress: Progress = None
+    embeddings: Embeddings | pa.Table, reference: Embeddings | pa.Table, k: int, *, progress: Progress = None
 ) -> pa.Table:
     """Each dataset's ``k`` nearest items of a reference set, the dataset itself never among them.
 
@@ -139,16 +146,17 @@ def reference_neighbors(
         As :func:`nearest_neighbors`; ``neighbor_id`` is a reference id.
     """
     started = time.perf_counter()
-    query_ids = embeddings.column("dataset_id").combine_chunks()
-    ref_ids = reference.column("dataset_id").combine_chunks()
-    queries, index = embedding_matrix(embeddings), embedding_matrix(reference)
+    emb, ref = as_embeddings(embeddings), as_embeddings(reference)
+    query_ids, ref_ids = emb.ids, ref.ids
+    queries, index = emb.matrix, ref.matrix
     if queries.shape[1] != index.shape[1]:
         raise ClusteringInputError(
             f"reference collection embeddings have dimension {index.shape[1]}, the datasets' have "
             f"{queries.shape[1]}: var reference_collection must name a collection embedded with the same model"
         )
     exclude = pc.fill_null(pc.index_in(query_ids, value_set=ref_ids), -1).to_numpy().astype(np.int64)
-    indices, sims = query_knn(queries, index, k, exclude=exclude, progress=progress)
+    unit = emb.normalized and ref.normalized
+    indices, sims = query_knn(queries, index, k, exclude=exclude, normalized=unit, progress=progress)
     table = knn_table(query_ids, indices, sims, neighbor_ids=ref_ids)
     if progress is not None:
         progress(
@@ -159,7 +167,7 @@ def reference_neighbors(
     return table
 
 
-def centroid_similarities(embeddings: pa.Table, memberships: pa.Table) -> pa.Table:
+def centroid_similarities(embeddings: Embeddings | pa.Table, memberships: pa.Table) -> pa.Table:
     """Each clustered dataset's cosine similarity to its cluster's centroid.
 
     The centroid of a cluster is the mean of its members' unit-length
@@ -181,21 +189,23 @@ def centroid_similarities(embeddings: pa.Table, memberships: pa.Table) -> pa.Tab
     from scipy import sparse
 
     clustered = memberships.filter(pc.is_valid(memberships.column("cluster")))
-    ids = embeddings.column("dataset_id").combine_chunks()
+    emb = as_embeddings(embeddings)
+    ids = emb.ids
     rows = pc.index_in(clustered.column("dataset_id"), value_set=ids)
     if rows.null_count:
         raise ClusteringInputError("memberships name datasets that have no embedding")
     rows = rows.to_numpy(zero_copy_only=False).astype(np.int64)
     labels, codes = np.unique(np.asarray(clustered.column("cluster").to_pylist(), dtype=object), return_inverse=True)
-    x = normalize_rows(embedding_matrix(embeddings)[rows])
+    x = emb.matrix if emb.normalized else normalize_rows(emb.matrix)
     m = len(labels)
-    indicator = sparse.csr_matrix((np.ones(len(rows), np.float32), (codes, np.arange(len(rows)))), shape=(m, len(rows)))
+    # cluster x dataset indicator over all rows (unclustered columns empty): no copy of the clustered rows
+    indicator = sparse.csr_matrix((np.ones(len(rows), np.float32), (codes, rows)), shape=(m, len(x)))
     centroids = np.asarray(indicator @ x, dtype=np.float64)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     similarity = np.empty(len(rows), dtype=np.float64)
     for start in range(0, len(rows), 65_536):  # in float64, a slice at a time (never an N x d float64 copy)
         part = slice(start, start + 65_536)
-        similarity[part] = np.einsum("ij,ij->i", x[part].astype(np.float64), centroids[codes[part]])
+        similarity[part] = np.einsum("ij,ij->i", x[rows[part]].astype(np.float64), centroids[codes[part]])
     sizes = np.bincount(codes, minlength=m)
     return pa.table(
         {
@@ -375,7 +385,7 @@ def cluster_memberships(
 
 
 def place_new_datasets(
-    embeddings: pa.Table,
+    embeddings: Embeddings | pa.Table,
     previous: pa.Table,
     *,
     k: int = 15,
@@ -401,7 +411,8 @@ def place_new_datasets(
     k = positive_int("placement_k", k)
     min_share = positive_float("placement_min_share", min_share)
     started = time.perf_counter()
-    ids = embeddings.column("dataset_id").combine_chunks()
+    emb = as_embeddings(embeddings)
+    ids = emb.ids
     n = len(ids)
     previous_arrow = _previous_labels(ids, previous)
     previous_labels: list[str | None] = previous_arrow.to_pylist()
@@ -411,7 +422,7 @@ def place_new_datasets(
             "clustering_mode 'place_new' needs a previous full run: no embedded dataset has a cluster yet. "
             "Run `dbt build` once with clustering_mode: full."
         )
-    matrix = embedding_matrix(embeddings)
+    matrix = emb.matrix
     label_list = sorted({label for label in previous_labels if label is not None})
     code_of = {label: i for i, label in enumerate(label_list)}
     clustered_rows = np.flatnonzero(clustered)

@@ -20,6 +20,7 @@ __all__ = [
     "optional_positive_int",
     "positive_float",
     "optional_similarity",
+    "unit_interval",
     "choice",
     "flag",
 ]
@@ -78,6 +79,17 @@ def positive_float(name: str, value: object) -> float:
         raise ParameterError(f"var '{name}' must be a positive number, got {value!r}") from None
     if not math.isfinite(as_float) or as_float <= 0:
         raise ParameterError(f"var '{name}' must be a positive number, got {value!r}")
+    return as_float
+
+
+def unit_interval(name: str, value: object) -> float:
+    """A number in [0, 1] (e.g. a recall bound), or raise naming the var."""
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"var '{name}' must be a number in [0, 1], got {value!r}") from None
+    if not (0.0 <= as_float <= 1.0):
+        raise ParameterError(f"var '{name}' must be a number in [0, 1], got {value!r}")
     return as_float
 
 

@@ -119,3 +119,37 @@ def test_knn_settings_check_the_vars():
     assert knn_settings(100, **config)[0] == "exact"
     with pytest.raises(ParameterError, match="hnsw_pca_dims"):
         knn_settings(10, **{**config, "hnsw_pca_dims": "-3"})
+
+
+def test_pair_similarities_are_the_dot_products_and_missing_is_minus_inf(rng):
+    from mdc_clustering.knn import _pair_similarities
+
+    x = rng.normal(size=(500, 24)).astype(np.float32)
+    rows = rng.integers(0, 500, 60)
+    others = rng.integers(0, 500, (60, 9))
+    others[3, 2] = -1
+    got = _pair_similarities(x, rows, others)
+    expected = np.einsum("ij,ikj->ik", x[rows].astype(np.float64), x[others].astype(np.float64))
+    expected[3, 2] = -np.inf
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_pilot_recall_keeps_the_projection_only_where_it_works(rng):
+    # low intrinsic dimension: 16 principal components keep the neighbours, so the projection stays
+    basis = np.linalg.qr(rng.normal(size=(96, 8)))[0].T
+    centres = rng.normal(size=(15, 8))
+    low = ((centres[rng.integers(0, 15, 2000)] + 0.4 * rng.normal(size=(2000, 8))) @ basis).astype(np.float32)
+    low += 0.01 * rng.normal(size=low.shape).astype(np.float32)
+    info: dict = {}
+    hnsw_knn(low, 10, HnswParams(pca_dims=16, pca_min_recall=0.9), info=info)
+    assert info["search_dims"] == 16 and info["pilot_recall"] >= 0.9
+    # isotropic noise: 4 components lose the neighbours; the pilot sees it and the full rows are indexed
+    iso = rng.normal(size=(2000, 96)).astype(np.float32)
+    info = {}
+    indices, _ = hnsw_knn(iso, 10, HnswParams(pca_dims=4, pca_min_recall=0.9), info=info)
+    expected, _ = brute_force(iso, 10)
+    assert info["pilot_recall"] < 0.5 and info["search_dims"] == 96
+    assert oracle_recall(indices, expected, range(2000)) > 0.9
+    # without the check the projection is used whatever it costs
+    poor, _ = hnsw_knn(iso, 10, HnswParams(pca_dims=4))
+    assert oracle_recall(poor, expected, range(2000)) < 0.5
