@@ -23,4 +23,6 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS=False
 .venv/bin/ruff check src tests python_models scripts benchmarks
 # sqlfluff's dbt templater compiles the project: point it at a scratch database
 MDC_DUCKDB_PATH="$(mktemp -d)/lint.duckdb" .venv/bin/sqlfluff lint models tests/dbt --disable-progress-bar --nocolor
-.venv/bin/python -m pytest "$@"
+# On every core (pytest-xdist); a test module stays on one worker, so its
+# module-scoped warehouse is built once. The reliability summary adds up the workers'.
+.venv/bin/python -m pytest -n auto --dist loadscope "$@"

@@ -113,6 +113,34 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def pytest_sessionfinish(session):
+    """On a pytest-xdist worker: hand this worker's records to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        log = session.config.stash[_LOG]
+        workeroutput["reliability"] = {
+            "bad_inputs": [list(r) for r in log.bad_inputs],
+            "faults": [list(r) for r in log.faults],
+            "comparisons": log.comparisons,
+            "rows_lost": log.rows_lost,
+            "passed": dict(log.passed),
+        }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the pytest-xdist controller: add a finished worker's records to the run's."""
+    part = getattr(node, "workeroutput", {}).get("reliability")
+    if part is None:
+        return
+    log = node.config.stash[_LOG]
+    log.bad_inputs.extend(tuple(r) for r in part["bad_inputs"])
+    log.faults.extend(tuple(r) for r in part["faults"])
+    log.comparisons += part["comparisons"]
+    log.rows_lost += part["rows_lost"]
+    log.passed.update(part["passed"])
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     log = config.stash.get(_LOG, None)
     if log is None or not (log.bad_inputs or log.faults or log.comparisons):
