@@ -1,6 +1,6 @@
 """recall@k of the k-NN search, measured against exact search on a sample of datasets."""
 
-from mdc_clustering.embeddings import read_embeddings
+from mdc_clustering.embeddings import iter_embeddings, read_embeddings
 from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.tables import knn_recall_table
@@ -12,12 +12,15 @@ def model(dbt, session):
     sample_size = positive_int("knn_recall_sample", dbt.config.get("knn_recall_sample"))
     embeddings = dbt.ref("stg_chroma__embeddings")
     neighbors = dbt.ref("int_dataset_neighbors_searched")
-    unit_rows = read_embeddings(embeddings, normalize=True)
+    [(n,)] = embeddings.aggregate("count(*)").fetchall()
     # the sample: the datasets whose id hashes lowest (stable across runs of the same data)
     sample = (
         embeddings.select("dataset_id as sample_id, hash(dataset_id) as sample_hash")
         .order("sample_hash, sample_id")
         .limit(sample_size)
+    )
+    sampled = embeddings.join(sample.set_alias("recall_sample"), "dataset_id = sample_id").select(
+        "dataset_id, embedding"
     )
     sample_neighbors = (
         neighbors.join(sample, "dataset_id = sample_id")
@@ -25,7 +28,7 @@ def model(dbt, session):
         .to_arrow_table()
     )
     method, hnsw = knn_settings(
-        len(unit_rows),
+        n,
         knn_method=dbt.config.get("knn_method"),
         knn_exact_max_n=dbt.config.get("knn_exact_max_n"),
         hnsw_m=dbt.config.get("hnsw_m"),
@@ -33,8 +36,10 @@ def model(dbt, session):
         hnsw_ef_search=dbt.config.get("hnsw_ef_search"),
         hnsw_pca_dims=dbt.config.get("hnsw_pca_dims"),
     )
+    # the exact search streams the embeddings in slices: the whole matrix is never held
     return knn_recall_table(
-        unit_rows,
+        iter_embeddings(embeddings, normalize=True, batch_rows=16_384),
+        read_embeddings(sampled, normalize=True),
         sample_neighbors,
         method=method,
         k=dbt.config.get("k_neighbors"),

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from .errors import ClusteringInputError
 
-__all__ = ["Embeddings", "as_embeddings", "embedding_matrix", "read_embeddings"]
+__all__ = ["Embeddings", "as_embeddings", "embedding_matrix", "iter_embeddings", "read_embeddings"]
 
 
 @dataclass
@@ -67,40 +67,53 @@ def as_embeddings(data: Embeddings | pa.Table) -> Embeddings:
     return _in_id_order(Embeddings(ids, embedding_matrix(data)))
 
 
+def iter_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_536):
+    """Yield ``(ids, matrix)`` slices of a DuckDB relation's ``dataset_id`` and ``embedding``.
+
+    ``ids`` is a string Arrow array, ``matrix`` a float32 ``(rows, d)`` array
+    (unit rows with ``normalize``; a zero row stays zero). Slices come in the
+    relation's order; memory is one slice.
+    """
+    reader = relation.select("dataset_id, embedding").to_arrow_reader(batch_rows)
+    for batch in reader:
+        rows = batch.num_rows
+        if rows == 0:
+            continue
+        col = batch.column(1)
+        dim = _dimension(col.type, "embedding")
+        if col.null_count:
+            raise ClusteringInputError("column 'embedding' holds NULL rows; every dataset_id needs an embedding")
+        part = np.array(col.flatten().to_numpy(zero_copy_only=False).reshape(rows, dim), dtype=np.float32)
+        if normalize:
+            _normalize_in_place(part)
+        yield batch.column(0).cast(pa.string()), part
+
+
 def read_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_536) -> Embeddings:
     """Read ``dataset_id`` and ``embedding`` of a DuckDB relation into :class:`Embeddings`.
 
     Memory: the float32 matrix plus one batch of ``batch_rows`` rows (and
     what DuckDB's buffer pool caches, bounded by its ``memory_limit``).
-    With ``normalize`` every row is scaled to unit length as it arrives;
-    a zero row stays zero.
+    With ``normalize`` every row is scaled to unit length as it arrives
+    (``norms`` keeps the L2 norms); a zero row stays zero.
     """
     selected = relation.select("dataset_id, embedding")
     [(n,)] = selected.aggregate("count(*)").fetchall()
-    reader = selected.to_arrow_reader(batch_rows)
     matrix: np.ndarray | None = None
     norms = np.empty(n, dtype=np.float32) if normalize else None
     id_chunks: list[pa.Array] = []
     at = 0
-    for batch in reader:
-        rows = batch.num_rows
-        if rows == 0:
-            continue
+    for ids, part in iter_embeddings(selected, batch_rows=batch_rows):
+        rows = len(part)
         if at + rows > n:
             raise ClusteringInputError("the embeddings relation grew while it was read; run the build again")
-        col = batch.column(1)
-        dim = _dimension(col.type, "embedding")
-        if col.null_count:
-            raise ClusteringInputError("column 'embedding' holds NULL rows; every dataset_id needs an embedding")
         if matrix is None:
-            matrix = np.empty((n, dim), dtype=np.float32)
-        part = matrix[at : at + rows]
-        part[:] = col.flatten().to_numpy(zero_copy_only=False).reshape(rows, dim)
+            matrix = np.empty((n, part.shape[1]), dtype=np.float32)
+        out = matrix[at : at + rows]
+        out[:] = part
         if normalize:
-            norm = np.linalg.norm(part, axis=1)
-            norms[at : at + rows] = norm
-            part /= np.where(norm > 0, norm, 1.0)[:, None]
-        id_chunks.append(batch.column(0).cast(pa.string()))
+            norms[at : at + rows] = _normalize_in_place(out)
+        id_chunks.append(ids)
         at += rows
     if matrix is None:
         dim = _dimension(_arrow_type_of(selected), "embedding") if n == 0 else 0
@@ -109,6 +122,13 @@ def read_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_5
         raise ClusteringInputError("the embeddings relation changed while it was read; run the build again")
     ids = pa.chunked_array(id_chunks, pa.string()).combine_chunks() if id_chunks else pa.array([], pa.string())
     return _in_id_order(Embeddings(ids, matrix, normalize, norms))
+
+
+def _normalize_in_place(rows: np.ndarray) -> np.ndarray:
+    """Scale ``rows`` to unit length in place (a zero row stays zero); return their former norms."""
+    norm = np.linalg.norm(rows, axis=1)
+    rows /= np.where(norm > 0, norm, 1.0)[:, None]
+    return norm
 
 
 def _arrow_type_of(relation) -> pa.DataType:

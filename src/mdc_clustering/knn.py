@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .validation import choice, nonnegative_int, optional_positive_int, positive_int, unit_interval
 
@@ -15,6 +16,7 @@ __all__ = [
     "KNN_METHODS",
     "HnswParams",
     "choose_knn_method",
+    "distinct_others",
     "exact_knn",
     "hnsw_knn",
     "knn_recall",
@@ -22,6 +24,8 @@ __all__ = [
     "knn_table",
     "normalize_rows",
     "query_knn",
+    "recall_from_kth",
+    "streamed_kth_similarity",
 ]
 
 KNN_METHODS = ("auto", "exact", "hnsw")
@@ -425,7 +429,16 @@ def knn_recall(
     k = returned.shape[1]
     x = vectors if normalized else normalize_rows(vectors)
     _, exact_sims = query_knn(x[sample], x, k, exclude=sample, normalized=True)
-    kth = exact_sims[:, -1]
+    valid = distinct_others(returned, sample)
+    returned_sims = _pair_similarities(x, sample, np.where(valid, returned, 0))
+    return recall_from_kth(valid, returned_sims, exact_sims[:, -1], tolerance=tolerance)
+
+
+def distinct_others(returned: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """Mask of the returned neighbours that count: present (>= 0), not the row itself, not a repeat.
+
+    ``returned`` ``(s, k)`` and ``sample`` ``(s,)`` are positions in one id space.
+    """
     valid = (returned >= 0) & (returned != sample[:, None])
     # a neighbour listed twice counts once
     order = np.argsort(returned, axis=1, kind="stable")
@@ -433,9 +446,38 @@ def knn_recall(
     repeat = np.zeros_like(valid)
     repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
     np.put_along_axis(valid, order, np.take_along_axis(valid, order, axis=1) & ~repeat, axis=1)
-    returned_sims = _pair_similarities(x, sample, np.where(valid, returned, 0))
+    return valid
+
+
+def recall_from_kth(valid: np.ndarray, returned_sims: np.ndarray, kth: np.ndarray, *, tolerance: float = 1e-5) -> float:
+    """recall@k: the mean share of counting neighbours at least as similar as the exact k-th (within ``tolerance``)."""
     hits = valid & (returned_sims >= kth[:, None] - tolerance)
-    return float(hits.sum(axis=1).mean() / k)
+    return float(hits.sum(axis=1).mean() / valid.shape[1])
+
+
+def streamed_kth_similarity(queries: np.ndarray, query_ids: pa.Array, batches, k: int) -> np.ndarray:
+    """Exact ``k``-th largest cosine similarity of each query among all rows but itself, in one pass.
+
+    ``queries``: unit float32 ``(s, d)``, ids ``query_ids``; ``batches``:
+    ``(ids, unit rows)`` slices of the whole search space (see
+    :func:`mdc_clustering.embeddings.iter_embeddings`). Only the ``k``
+    best similarities per query are kept, so memory is ``s x k`` plus one
+    slice's ``s x rows`` block, never the search space. With fewer than ``k``
+    other rows, the smallest of them.
+    """
+    best = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    seen = 0
+    for ids, rows in batches:
+        block = queries @ rows.T
+        own = pc.fill_null(pc.index_in(ids, value_set=query_ids), -1).to_numpy()
+        at = np.flatnonzero(own >= 0)
+        block[own[at], at] = -np.inf  # a query is never its own neighbour
+        seen += len(ids)
+        both = np.concatenate([best, block], axis=1)
+        best = -np.partition(-both, k - 1, axis=1)[:, :k]
+    others = max(0, seen - 1)
+    best.sort(axis=1)
+    return best[:, max(0, k - min(k, others))] if others else np.full(len(queries), -np.inf, np.float32)
 
 
 def knn_table(
@@ -451,8 +493,11 @@ def knn_table(
     Returns
     -------
     pyarrow.Table
-        Columns ``dataset_id``, ``neighbor_id`` (strings), ``neighbor_rank``
-        (int32, 1 = most similar) and ``similarity`` (float64).
+        Columns ``dataset_id``, ``neighbor_id`` (strings, dictionary-encoded:
+        4 bytes a row over the id list, where a plain string column would
+        copy every id k times; DuckDB reads them as VARCHAR),
+        ``neighbor_rank`` (int32, 1 = most similar) and ``similarity``
+        (float64).
     """
     ids = pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids
     if neighbor_ids is None:
@@ -460,11 +505,13 @@ def knn_table(
     elif not isinstance(neighbor_ids, pa.Array):
         neighbor_ids = pa.array(neighbor_ids, pa.string())
     n, k = indices.shape
-    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    index_type = np.int32 if max(len(ids), len(neighbor_ids)) < 2**31 else np.int64
+    rows = np.repeat(np.arange(n, dtype=index_type), k)
+    neighbors = indices.reshape(-1).astype(index_type)
     return pa.table(
         {
-            "dataset_id": ids.take(pa.array(rows)),
-            "neighbor_id": neighbor_ids.take(pa.array(indices.reshape(-1))),
+            "dataset_id": pa.DictionaryArray.from_arrays(pa.array(rows), ids),
+            "neighbor_id": pa.DictionaryArray.from_arrays(pa.array(neighbors), neighbor_ids),
             "neighbor_rank": pa.array(np.tile(np.arange(1, k + 1, dtype=np.int32), n)),
             "similarity": pa.array(similarities.reshape(-1).astype(np.float64)),
         }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +11,18 @@ import pyarrow.compute as pc
 
 from .embeddings import Embeddings, as_embeddings
 from .errors import ClusteringInputError
-from .knn import HnswParams, exact_knn, hnsw_knn, knn_recall, knn_table, normalize_rows, query_knn
+from .knn import (
+    HnswParams,
+    _pair_similarities,
+    distinct_others,
+    exact_knn,
+    hnsw_knn,
+    knn_table,
+    normalize_rows,
+    query_knn,
+    recall_from_kth,
+    streamed_kth_similarity,
+)
 from .labels import match_labels
 from .leiden import NO_CLUSTER, build_graph, leiden_cluster
 from .placement import place_by_vote
@@ -69,56 +80,90 @@ def nearest_neighbors(
 
 
 def knn_recall_table(
-    embeddings: Embeddings | pa.Table,
+    search_space: Iterable[tuple[pa.Array, np.ndarray]],
+    queries: Embeddings,
     sample_neighbors: pa.Table,
     *,
     method: str,
     k: int,
     hnsw: HnswParams,
+    tolerance: float = 1e-5,
     progress: Progress = None,
 ) -> pa.Table:
     """One row: the k-NN method used and its recall@k measured against exact search.
 
+    The exact search streams the search space once, keeping only each
+    sampled dataset's ``k`` best similarities and the embeddings of the
+    neighbours the k-NN returned for them: memory is the sample's, never the
+    whole matrix. The measure is :func:`mdc_clustering.knn.knn_recall`'s.
+
     Parameters
     ----------
-    embeddings
-        ``dataset_id``, ``embedding`` of every embedded dataset (the search space).
+    search_space
+        ``(ids, unit rows)`` slices of every embedded dataset
+        (:func:`mdc_clustering.embeddings.iter_embeddings` with ``normalize``).
+    queries
+        The sampled datasets' unit embeddings.
     sample_neighbors
         ``dataset_id``, ``neighbor_id``, ``neighbor_rank``, ``search_dims``: the
         k-NN rows of the sampled datasets, as the k-NN model wrote them.
     """
     started = time.perf_counter()
-    emb = as_embeddings(embeddings)
-    ids = emb.ids
-    sample_ids = pc.unique(sample_neighbors.column("dataset_id")).sort()
-    rows = pc.index_in(sample_ids, value_set=ids)
-    if rows.null_count:
-        raise ClusteringInputError("k-NN rows name datasets that have no embedding")
-    sample = rows.to_numpy(zero_copy_only=False).astype(np.int64)
+    sample_ids = queries.ids
+    listed = sample_neighbors.column("dataset_id").combine_chunks().cast(pa.string())
+    if pc.any(pc.is_null(pc.index_in(listed, value_set=sample_ids))).as_py():
+        raise ClusteringInputError("k-NN rows name sampled datasets that have no embedding")
+    neighbor_ids = sample_neighbors.column("neighbor_id").combine_chunks().cast(pa.string())
+    space_ids = pc.unique(pa.concat_arrays([sample_ids.cast(pa.string()), neighbor_ids]))
     width = int(pc.max(sample_neighbors.column("neighbor_rank")).as_py() or 0)
-    returned = np.full((len(sample), width), -1, dtype=np.int64)
+    returned = np.full((len(sample_ids), width), -1, dtype=np.int64)
     if width:
-        at = pc.index_in(sample_neighbors.column("dataset_id"), value_set=sample_ids).to_numpy(zero_copy_only=False)
-        neighbor = pc.fill_null(pc.index_in(sample_neighbors.column("neighbor_id"), value_set=ids), -1)
+        at = pc.index_in(listed, value_set=sample_ids).to_numpy(zero_copy_only=False).astype(np.int64)
         rank = sample_neighbors.column("neighbor_rank").to_numpy().astype(np.int64)
-        returned[at.astype(np.int64), rank - 1] = neighbor.to_numpy(zero_copy_only=False)
-    recall = knn_recall(emb.matrix, sample, returned, normalized=emb.normalized)
+        returned[at, rank - 1] = pc.index_in(neighbor_ids, value_set=space_ids).to_numpy(zero_copy_only=False)
+    sample = pc.index_in(sample_ids, value_set=space_ids).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    # one pass: the exact k-th similarity of each sampled dataset, and the vectors of every id named
+    dim = queries.matrix.shape[1]
+    space = np.zeros((len(space_ids), dim), dtype=np.float32)
+    found = np.zeros(len(space_ids), dtype=bool)
+    n_datasets = 0
+
+    def tapped():
+        nonlocal n_datasets
+        for ids, rows in search_space:
+            pos = pc.fill_null(pc.index_in(ids, value_set=space_ids), -1).to_numpy()
+            hit = np.flatnonzero(pos >= 0)
+            space[pos[hit]] = rows[hit]
+            found[pos[hit]] = True
+            n_datasets += len(ids)
+            yield ids, rows
+
+    if width and len(sample_ids):
+        kth = streamed_kth_similarity(queries.matrix, sample_ids, tapped(), width)
+        valid = distinct_others(returned, sample) & found[np.maximum(returned, 0)] & (returned >= 0)
+        returned_sims = _pair_similarities(space, sample, np.where(valid, returned, 0))
+        recall = recall_from_kth(valid, returned_sims, kth, tolerance=tolerance)
+    else:
+        for _ in tapped():
+            pass
+        recall = 1.0
     search_dims = pc.max(sample_neighbors.column("search_dims")).as_py() if width else None
-    pca_dims = search_dims if search_dims is not None and search_dims < emb.matrix.shape[1] else None
+    pca_dims = search_dims if search_dims is not None and search_dims < dim else None
     seconds = time.perf_counter() - started
     if progress is not None:
-        progress(f"recall@{width} of the {method} k-NN on {len(sample)} sampled datasets: {recall:.4f} "
+        progress(f"recall@{width} of the {method} k-NN on {len(sample_ids)} sampled datasets: {recall:.4f} "
                  f"({seconds:.1f}s)", final=True)
     return pa.table(
         {
-            "n_datasets": pa.array([len(ids)], pa.int64()),
+            "n_datasets": pa.array([n_datasets], pa.int64()),
             "k_neighbors": pa.array([int(k)], pa.int64()),
             "knn_method": pa.array([method]),
             "hnsw_m": pa.array([hnsw.m if method == "hnsw" else None], pa.int64()),
             "hnsw_ef_construction": pa.array([hnsw.ef_construction if method == "hnsw" else None], pa.int64()),
             "hnsw_ef_search": pa.array([hnsw.ef_search if method == "hnsw" else None], pa.int64()),
             "hnsw_pca_dims": pa.array([pca_dims if method == "hnsw" else None], pa.int64()),
-            "recall_sample_size": pa.array([len(sample)], pa.int64()),
+            "recall_sample_size": pa.array([len(sample_ids)], pa.int64()),
             "recall_at_k": pa.array([recall], pa.float64()),
             "recall_seconds": pa.array([seconds], pa.float64()),
         }

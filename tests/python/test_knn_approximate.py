@@ -153,3 +153,61 @@ def test_pilot_recall_keeps_the_projection_only_where_it_works(rng):
     # without the check the projection is used whatever it costs
     poor, _ = hnsw_knn(iso, 10, HnswParams(pca_dims=4))
     assert oracle_recall(poor, expected, range(2000)) < 0.5
+
+
+@pytest.mark.parametrize("batch_rows", [37, 5000])
+def test_streamed_recall_equals_the_in_memory_measure(rng, batch_rows):
+    import duckdb
+    import pyarrow as pa
+    from test_embeddings import _relation
+
+    from mdc_clustering.embeddings import iter_embeddings, read_embeddings
+    from mdc_clustering.tables import knn_recall_table
+
+    x = clustered(rng, n=1500, d=16, centres=10)
+    x[7] = x[8]  # a duplicate: ties with the k-th must count as hits in both
+    ids = [f"d{i:05d}" for i in range(len(x))]
+    weak, _ = hnsw_knn(x, 12, HnswParams(m=2, ef_construction=4, ef_search=1))
+    sample = np.sort(rng.choice(len(x), 80, replace=False))
+    sample[0] = 7
+    rel = _relation(duckdb.connect(), ids, x)
+    rows = [(ids[i], ids[j], r + 1, 16) for i in sample for r, j in enumerate(weak[i])]
+    sample_neighbors = pa.table(
+        {
+            "dataset_id": [a for a, _, _, _ in rows],
+            "neighbor_id": [b for _, b, _, _ in rows],
+            "neighbor_rank": [r for _, _, r, _ in rows],
+            "search_dims": [d for _, _, _, d in rows],
+        }
+    )
+    sampled = rel.filter(f"dataset_id in ({', '.join(repr(ids[i]) for i in sample)})")
+    table = knn_recall_table(
+        iter_embeddings(rel, normalize=True, batch_rows=batch_rows),
+        read_embeddings(sampled, normalize=True),
+        sample_neighbors,
+        method="hnsw",
+        k=12,
+        hnsw=HnswParams(),
+    )
+    expected = knn_recall(x, sample, weak[sample])
+    assert table.column("recall_at_k")[0].as_py() == pytest.approx(expected, abs=1e-9)
+    assert 0.2 < expected < 0.95  # the weak index really misses neighbours
+    assert table.column("n_datasets")[0].as_py() == 1500
+    assert table.column("recall_sample_size")[0].as_py() == 80
+    assert table.column("hnsw_pca_dims")[0].as_py() is None  # 16 = the full dimension
+
+
+def test_streamed_kth_with_fewer_rows_than_k():
+    from mdc_clustering.knn import streamed_kth_similarity
+
+    x = np.array([[1, 0], [0.8, 0.6], [0, 1]], np.float32)
+    ids = pa_strings(["a", "b", "c"])
+    batches = [(ids.slice(0, 2), x[:2]), (ids.slice(2), x[2:])]
+    kth = streamed_kth_similarity(x[:1], ids.slice(0, 1), batches, 5)
+    assert kth[0] == pytest.approx(0.0)  # only two others: the smaller of 0.8 and 0.0
+
+
+def pa_strings(values):
+    import pyarrow as pa
+
+    return pa.array(values, pa.string())
