@@ -411,8 +411,21 @@ def ensure_scanpy() -> None:
     )
 
 
-def run_scanpy(wh: Warehouse, sample_rows: np.ndarray, jobs: int, *, quiet: bool) -> dict:
+def run_scanpy(wh: Warehouse, sample_rows: np.ndarray, jobs: int, *, quiet: bool, reuse: bool = False) -> dict:
+    """Run scanpy_side.py in a fresh process; with ``reuse``, take the figures an earlier run on the same data saved."""
     out = wh.root / "scanpy"
+    measured = out / "measured.json"
+    if reuse:
+        if not measured.exists():
+            raise SystemExit(f"--reuse-scanpy: no earlier scanpy run in {out}")
+        if not np.array_equal(np.load(out / "sample_rows.npy"), sample_rows):
+            raise SystemExit(f"--reuse-scanpy: the scanpy run in {out} sampled other rows")
+        result = {**json.loads(measured.read_text()), "reused": True}
+        print(f"scanpy: reusing the earlier run in {out} (--reuse-scanpy)", flush=True)
+        result.update(json.loads((out / "scanpy_result.json").read_text()))
+        result["labels"] = np.load(out / "scanpy_labels.npy")
+        result["sample_neighbors"] = np.load(out / "scanpy_sample_neighbors.npy")
+        return result
     out.mkdir(exist_ok=True)
     np.save(out / "sample_rows.npy", sample_rows)
     cmd = [
@@ -431,6 +444,7 @@ def run_scanpy(wh: Warehouse, sample_rows: np.ndarray, jobs: int, *, quiet: bool
     if result["returncode"] != 0:
         print((out / "scanpy.log").read_text()[-4000:])
         raise SystemExit(f"scanpy side failed (exit code {result['returncode']})")
+    measured.write_text(json.dumps(result, default=float))
     result.update(json.loads((out / "scanpy_result.json").read_text()))
     result["labels"] = np.load(out / "scanpy_labels.npy")
     result["sample_neighbors"] = np.load(out / "scanpy_sample_neighbors.npy")
@@ -624,6 +638,11 @@ def markdown_section(res: dict) -> str:
         + ("; loaded by an earlier run and reused, `--reuse-store`" if load["chroma"].get("reused") else "")
         + f"); DuckDB {fmt_s(load['duckdb_s'])}",
         f"- dbt vars beyond the store: `{json.dumps(res['extra_vars'])}`",
+        *(
+            ["- scanpy: the figures an earlier run measured on the same data and rows (`--reuse-scanpy`)"]
+            if s and s.get("reused")
+            else []
+        ),
         "",
         "| | dbt build | scanpy |",
         "|---|---|---|",
@@ -729,6 +748,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--chroma-index", choices=sorted(CHROMA_INDEX), default="cheap")
     parser.add_argument("--skip-scanpy", action="store_true")
+    parser.add_argument(
+        "--reuse-scanpy",
+        action="store_true",
+        help="with --reuse-store: report the scanpy figures an earlier run on the same data measured "
+        "instead of running scanpy again (its side does not depend on this project's code)",
+    )
     parser.add_argument("--scanpy-jobs", type=int, default=os.cpu_count() or 1, help="sc.settings.n_jobs")
     parser.add_argument(
         "--exact-check",
@@ -854,7 +879,7 @@ def main(argv: list[str] | None = None) -> None:
         }
 
         if not args.skip_scanpy:
-            scanpy = run_scanpy(wh, sample, args.scanpy_jobs, quiet=args.quiet)
+            scanpy = run_scanpy(wh, sample, args.scanpy_jobs, quiet=args.quiet, reuse=args.reuse_scanpy)
             res["scanpy"] = scanpy
             res["scanpy_quality"] = agreement(truth, scanpy["labels"])
             res["scanpy_k"] = min(k, int((scanpy["sample_neighbors"] >= 0).sum(axis=1).min()))

@@ -18,13 +18,13 @@ def model(dbt, session):
     knn = dbt.ref("int_dataset_neighbors_searched")
     embeddings = dbt.ref("stg_chroma__embeddings")
     reference = dbt.ref("stg_chroma__reference_embeddings")
-    if neighborhood_k <= k_neighbors and same_collection(
-        chroma_path, chroma_collection, reference_path, reference_collection
-    ):
+    same = same_collection(chroma_path, chroma_collection, reference_path, reference_collection)
+    if neighborhood_k <= k_neighbors and same:
         # Already computed: the first neighborhood_k rows of the k-NN table.
         return knn.filter(f"neighbor_rank <= {neighborhood_k}")
     queries = read_embeddings(embeddings, normalize=True)
-    items = read_embeddings(reference, normalize=True)
+    # the clustered collection's vectors are not copied into the reference table: search them directly
+    items = queries if same else read_embeddings(reference, normalize=True)
     return reference_neighbors(
         queries, items, neighborhood_k, progress=dbt_progress("int_reference_neighbors_searched")
     )

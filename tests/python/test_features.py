@@ -192,6 +192,28 @@ def test_reference_collection_in_the_build(copy_of_sample):
         assert got[(ids[i], "neighbor_similarity_mean")] == pytest.approx(top[i].mean(), abs=1e-6)
 
 
+def test_neighborhood_wider_than_the_knn_searches_the_clustered_vectors(copy_of_sample):
+    # neighborhood_k > k_neighbors with the default reference (the clustered collection): the reference
+    # table holds no vectors, so the features search stg_chroma__embeddings itself
+    wh = copy_of_sample
+    wh.dbt("build", "--select", "+engineered_feature_values", vars={"k_neighbors": 4, "neighborhood_k": 9})
+    assert wh.query("select count(*) from clustering.stg_chroma__reference_embeddings where embedding is not null")[
+        0
+    ] == (0,)
+    ids, x = sample_matrix()
+    got = features(wh, SIX)
+    norms = np.linalg.norm(x.astype(np.float64), axis=1)
+    unit = x.astype(np.float64) / norms[:, None]
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :9]
+    for i in (0, 1, 2, 700, 1500, len(ids) - 1):
+        s, nrm = sims[i, top[i]], norms[top[i]]
+        assert got[(ids[i], "neighbor_similarity_mean")] == pytest.approx(s.mean(), abs=1e-6)
+        assert got[(ids[i], "neighbor_similarity_var")] == pytest.approx(s.var(), abs=1e-6)
+        assert got[(ids[i], "neighbor_norm_mean")] == pytest.approx(nrm.mean(), abs=1e-6)
+
+
 def test_centroid_similarity_of_a_tiny_cluster():
     emb = pa.table({"dataset_id": ["a", "b", "c"],
                     "embedding": pa.FixedSizeListArray.from_arrays(pa.array([1.0, 0, 0, 1, 5, 5], pa.float32()), 2)})
