@@ -1,6 +1,6 @@
 """The most distinctive terms of every cluster (class-based TF-IDF of its members' texts)."""
 
-from mdc_clustering.terms import cluster_terms
+from mdc_clustering.terms import cluster_terms_of_texts
 from mdc_clustering.validation import positive_int
 
 
@@ -10,9 +10,16 @@ def model(dbt, session):
     stop_words = dbt.config.get("cluster_term_stop_words")
     memberships = dbt.ref("int_datasets_clustered")
     datasets = dbt.ref("stg_pipeline__datasets")
-    return cluster_terms(
-        memberships.select("dataset_id, cluster").to_arrow_table(),
-        datasets.select("dataset_id, text").to_arrow_table(),
+    # one joined text per cluster, members in dataset_id order: DuckDB does the join and the concatenation
+    cluster_texts = (
+        memberships.filter("cluster is not null")
+        .select("dataset_id as member_id, cluster")
+        .join(datasets.select("dataset_id, text").set_alias("texts"), "member_id = dataset_id", how="left")
+        .aggregate("cluster, string_agg(coalesce(text, ''), ' \n' order by member_id) as text", "cluster")
+        .to_arrow_table()
+    )
+    return cluster_terms_of_texts(
+        cluster_texts,
         top_n=top_n,
         extra_stop_words=stop_words.split(",") if stop_words else [],
     )

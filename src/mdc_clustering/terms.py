@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["TOKEN_PATTERN", "class_tfidf", "cluster_terms"]
+__all__ = ["TOKEN_PATTERN", "class_tfidf", "cluster_terms", "cluster_terms_of_texts"]
 
 # Words of two or more letters: numbers and single letters say little about a topic.
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
@@ -60,8 +61,8 @@ def cluster_terms(
     Returns
     -------
     pyarrow.Table
-        One row per (cluster, term): ``cluster``, ``term_rank`` (1 = most
-        distinctive), ``term``, ``score``.
+        As :func:`cluster_terms_of_texts`, the members' texts joined in
+        membership order.
     """
     text_of = dict(zip(texts.column("dataset_id").to_pylist(), texts.column("text").to_pylist(), strict=True))
     members: dict[str, list[str]] = {}
@@ -70,16 +71,40 @@ def cluster_terms(
     ):
         if cluster is not None:
             members.setdefault(cluster, []).append(text_of.get(dataset_id) or "")
-    clusters = sorted(members)
+    joined = pa.table(
+        {"cluster": pa.array(list(members), pa.string()), "text": [" \n".join(m) for m in members.values()]}
+    )
+    return cluster_terms_of_texts(joined, top_n=top_n, extra_stop_words=extra_stop_words)
+
+
+def cluster_terms_of_texts(cluster_texts: pa.Table, *, top_n: int = 10, extra_stop_words: list[str] = ()) -> pa.Table:
+    """The ``top_n`` most distinctive terms of every cluster, from one joined text per cluster.
+
+    Parameters
+    ----------
+    cluster_texts
+        ``cluster``, ``text``: each cluster's members' texts joined with
+        ``" \\n"`` (the dbt model has DuckDB do the join, so the texts of a
+        million datasets never become Python strings one by one).
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per (cluster, term): ``cluster``, ``term_rank`` (1 = most
+        distinctive), ``term``, ``score``.
+    """
+    order = pc.sort_indices(cluster_texts, sort_keys=[("cluster", "ascending")])
+    cluster_texts = cluster_texts.take(order)
+    clusters = cluster_texts.column("cluster").to_pylist()
     out = {"cluster": [], "term_rank": [], "term": [], "score": []}
     if clusters:
         scores, terms = class_tfidf(
-            [" \n".join(members[c]) for c in clusters], extra_stop_words=list(extra_stop_words)
+            [t or "" for t in cluster_texts.column("text").to_pylist()], extra_stop_words=list(extra_stop_words)
         )
         for row, cluster in enumerate(clusters):
             line = scores.getrow(row)
-            order = np.lexsort((terms[line.indices], -line.data))[:top_n]
-            for rank, j in enumerate(order, start=1):
+            ranked = np.lexsort((terms[line.indices], -line.data))[:top_n]
+            for rank, j in enumerate(ranked, start=1):
                 out["cluster"].append(cluster)
                 out["term_rank"].append(rank)
                 out["term"].append(str(terms[line.indices[j]]))
