@@ -21,7 +21,9 @@ def model(dbt, session):
     same = same_collection(chroma_path, chroma_collection, reference_path, reference_collection)
     if neighborhood_k <= k_neighbors and same:
         # Already computed: the first neighborhood_k rows of the k-NN table.
-        return knn.filter(f"neighbor_rank <= {neighborhood_k}")
+        return knn.filter(f"neighbor_rank <= {neighborhood_k}").select(
+            "dataset_id, neighbor_id, neighbor_rank, similarity"
+        )
     queries = read_embeddings(embeddings, normalize=True)
     # the clustered collection's vectors are not copied into the reference table: search them directly
     items = queries if same else read_embeddings(reference, normalize=True)
