@@ -212,7 +212,10 @@ def reference_neighbors(
     return table
 
 
-def centroid_similarities(embeddings: Embeddings | pa.Table, memberships: pa.Table) -> pa.Table:
+def centroid_similarities(
+    embeddings: Embeddings | pa.Table | Callable[[], Iterable[tuple[pa.Array, np.ndarray]]],
+    memberships: pa.Table,
+) -> pa.Table:
     """Each clustered dataset's cosine similarity to its cluster's centroid.
 
     The centroid of a cluster is the mean of its members' unit-length
@@ -221,7 +224,10 @@ def centroid_similarities(embeddings: Embeddings | pa.Table, memberships: pa.Tab
     Parameters
     ----------
     embeddings
-        ``dataset_id``, ``embedding`` of every embedded dataset.
+        ``dataset_id``, ``embedding`` of every embedded dataset; or a
+        function returning ``(ids, unit rows)`` slices of them
+        (:func:`mdc_clustering.embeddings.iter_embeddings`), read twice
+        (centroids, then similarities) so the matrix is never held whole.
     memberships
         ``dataset_id``, ``cluster`` (null = unclustered).
 
@@ -233,24 +239,45 @@ def centroid_similarities(embeddings: Embeddings | pa.Table, memberships: pa.Tab
     """
     from scipy import sparse
 
+    if callable(embeddings):
+        slices = embeddings
+    else:
+        emb = as_embeddings(embeddings)
+        unit = emb.matrix if emb.normalized else normalize_rows(emb.matrix)
+
+        def slices():
+            return [(emb.ids, unit)]
+
     clustered = memberships.filter(pc.is_valid(memberships.column("cluster")))
-    emb = as_embeddings(embeddings)
-    ids = emb.ids
-    rows = pc.index_in(clustered.column("dataset_id"), value_set=ids)
-    if rows.null_count:
-        raise ClusteringInputError("memberships name datasets that have no embedding")
-    rows = rows.to_numpy(zero_copy_only=False).astype(np.int64)
+    clustered_ids = clustered.column("dataset_id").combine_chunks()
     labels, codes = np.unique(np.asarray(clustered.column("cluster").to_pylist(), dtype=object), return_inverse=True)
-    x = emb.matrix if emb.normalized else normalize_rows(emb.matrix)
     m = len(labels)
-    # cluster x dataset indicator over all rows (unclustered columns empty): no copy of the clustered rows
-    indicator = sparse.csr_matrix((np.ones(len(rows), np.float32), (codes, rows)), shape=(m, len(x)))
-    centroids = np.asarray(indicator @ x, dtype=np.float64)
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    similarity = np.empty(len(rows), dtype=np.float64)
-    for start in range(0, len(rows), 65_536):  # in float64, a slice at a time (never an N x d float64 copy)
-        part = slice(start, start + 65_536)
-        similarity[part] = np.einsum("ij,ij->i", x[rows[part]].astype(np.float64), centroids[codes[part]])
+
+    def members(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of a slice that are clustered, and their positions among the clustered datasets."""
+        pos = pc.fill_null(pc.index_in(ids, value_set=clustered_ids), -1).to_numpy()
+        hit = np.flatnonzero(pos >= 0)
+        return hit, pos[hit]
+
+    sums: np.ndarray | None = None
+    seen = np.zeros(len(clustered_ids), dtype=bool)
+    for ids, rows in slices():
+        hit, at = members(ids)
+        if sums is None:
+            sums = np.zeros((m, rows.shape[1]), dtype=np.float64)
+        indicator = sparse.csr_matrix(
+            (np.ones(len(hit), np.float64), (codes[at], np.arange(len(hit)))), shape=(m, len(hit))
+        )
+        sums += indicator @ rows[hit].astype(np.float64)
+        seen[at] = True
+    if not seen.all():
+        raise ClusteringInputError("memberships name datasets that have no embedding")
+    similarity = np.empty(len(clustered_ids), dtype=np.float64)
+    if m:
+        centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+        for ids, rows in slices():
+            hit, at = members(ids)
+            similarity[at] = np.einsum("ij,ij->i", rows[hit].astype(np.float64), centroids[codes[at]])
     sizes = np.bincount(codes, minlength=m)
     return pa.table(
         {

@@ -223,3 +223,26 @@ def test_centroid_similarity_of_a_tiny_cluster():
     assert table["dataset_id"] == ["a", "b"]
     assert table["cluster_size"] == [2, 2]
     np.testing.assert_allclose(table["centroid_similarity"], [2 ** -0.5] * 2)
+
+
+def test_centroid_similarities_streamed_in_slices_match_numpy(rng):
+    import duckdb
+    from test_embeddings import _relation
+
+    from mdc_clustering.embeddings import iter_embeddings
+
+    x = rng.normal(size=(600, 8)).astype(np.float32)
+    ids = [f"d{i:04d}" for i in rng.permutation(600)]
+    labels = [None if i % 7 == 0 else f"c_{i % 5}" for i in range(600)]
+    rel = _relation(duckdb.connect(), ids, x)
+    table = centroid_similarities(
+        lambda: iter_embeddings(rel, normalize=True, batch_rows=97), pa.table({"dataset_id": ids, "cluster": labels})
+    ).to_pydict()
+    unit = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    row = {d: i for i, d in enumerate(ids)}
+    assert len(table["dataset_id"]) == sum(label is not None for label in labels)
+    for dataset_id, cluster, size, got in zip(*table.values(), strict=True):
+        members = [i for i, label in enumerate(labels) if label == cluster]
+        centroid = unit[members].mean(0)
+        assert size == len(members)
+        assert got == pytest.approx(unit[row[dataset_id]] @ centroid / np.linalg.norm(centroid), abs=1e-6)
