@@ -300,10 +300,11 @@ def hnsw_knn(
             pilot = np.sort(np.random.default_rng(0).choice(n, PILOT_ROWS, replace=False))
             found, _ = _rerank(index, keys, x, pilot, n_candidates, k_eff)
             found_info["pilot_recall"] = knn_recall(x, pilot, found, normalized=True)
-            if progress is not None:
+            if progress is not None:  # always logged: it decides which index is built
                 progress(
                     f"pilot recall@{k_eff} of the {params.pca_dims}-dim projection on {PILOT_ROWS} rows: "
-                    f"{found_info['pilot_recall']:.3f} (needed {params.pca_min_recall})"
+                    f"{found_info['pilot_recall']:.3f} (needed {params.pca_min_recall})",
+                    final=True,
                 )
             if found_info["pilot_recall"] < params.pca_min_recall:
                 del index, keys
