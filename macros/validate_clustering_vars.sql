@@ -38,14 +38,14 @@
         {%- if given is not none and (not _is_plain_number(given) or given < -1 or given > 1) -%}
             {{ _fail_var('similarity_threshold', given, "null or a number in [-1, 1]") }}
         {%- endif -%}
-        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms', 'placement_k', 'knn_exact_max_n', 'hnsw_m', 'hnsw_ef_construction', 'hnsw_ef_search', 'knn_recall_sample'] -%}
+        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms', 'placement_k', 'knn_exact_max_n', 'ivf_nprobe', 'hnsw_m', 'hnsw_ef_construction', 'hnsw_ef_search', 'knn_recall_sample'] -%}
             {%- do check_positive_int_var(name) -%}
         {%- endfor -%}
         {%- set floor = var('min_edges_per_dataset') -%}
         {%- if not _is_plain_number(floor) or floor != (floor | int) or floor < 0 -%}
             {{ _fail_var('min_edges_per_dataset', floor, "a non-negative integer") }}
         {%- endif -%}
-        {%- for name in ['max_cluster_size', 'target_n_clusters', 'hnsw_pca_dims'] -%}
+        {%- for name in ['max_cluster_size', 'target_n_clusters', 'ivf_pca_dims', 'ivf_nlist', 'hnsw_pca_dims'] -%}
             {%- do check_positive_int_var(name, allow_null=true) -%}
         {%- endfor -%}
         {%- set max_size = var('max_cluster_size') -%}
@@ -64,8 +64,8 @@
         {%- if not _is_plain_number(overlap) or overlap <= 0 or overlap > 1 -%}
             {{ _fail_var('label_min_overlap', overlap, "a number in (0, 1]") }}
         {%- endif -%}
-        {%- if var('knn_method') not in ['auto', 'exact', 'hnsw'] -%}
-            {{ _fail_var('knn_method', var('knn_method'), "one of auto, exact, hnsw") }}
+        {%- if var('knn_method') not in ['auto', 'exact', 'ivf', 'hnsw'] -%}
+            {{ _fail_var('knn_method', var('knn_method'), "one of auto, exact, ivf, hnsw") }}
         {%- endif -%}
         {%- set min_recall = var('knn_min_recall') -%}
         {%- if not _is_plain_number(min_recall) or min_recall < 0 or min_recall > 1 -%}

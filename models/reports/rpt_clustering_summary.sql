@@ -198,6 +198,9 @@ summary as (
         ) as parameters,
         struct_pack(
             method := knn.knn_method,
+            ivf_pca_dims := knn.ivf_pca_dims,
+            ivf_nlist := knn.ivf_nlist,
+            ivf_nprobe := knn.ivf_nprobe,
             hnsw_m := knn.hnsw_m,
             hnsw_ef_construction := knn.hnsw_ef_construction,
             hnsw_ef_search := knn.hnsw_ef_search,

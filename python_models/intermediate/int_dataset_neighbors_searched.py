@@ -1,4 +1,4 @@
-"""k-nearest neighbours (cosine) of every embedded dataset: exact, or approximate (HNSW) for large N."""
+"""k-nearest neighbours (cosine) of every embedded dataset: exact, or approximate (IVF, HNSW) for large N."""
 
 from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.knn import knn_settings
@@ -10,10 +10,13 @@ def model(dbt, session):
     dbt.config(materialized="table")
     embeddings = dbt.ref("stg_chroma__embeddings")
     unit_rows = read_embeddings(embeddings, normalize=True)
-    method, hnsw = knn_settings(
+    method, params = knn_settings(
         len(unit_rows),
         knn_method=dbt.config.get("knn_method"),
         knn_exact_max_n=dbt.config.get("knn_exact_max_n"),
+        ivf_pca_dims=dbt.config.get("ivf_pca_dims"),
+        ivf_nlist=dbt.config.get("ivf_nlist"),
+        ivf_nprobe=dbt.config.get("ivf_nprobe"),
         hnsw_m=dbt.config.get("hnsw_m"),
         hnsw_ef_construction=dbt.config.get("hnsw_ef_construction"),
         hnsw_ef_search=dbt.config.get("hnsw_ef_search"),
@@ -24,6 +27,6 @@ def model(dbt, session):
         unit_rows,
         dbt.config.get("k_neighbors"),
         method=method,
-        hnsw=hnsw,
+        params=params,
         progress=dbt_progress("int_dataset_neighbors_searched"),
     )

@@ -24,13 +24,16 @@ def model(dbt, session):
     )
     sample_neighbors = (
         neighbors.join(sample, "dataset_id = sample_id")
-        .select("dataset_id, neighbor_id, neighbor_rank, search_dims")
+        .select("dataset_id, neighbor_id, neighbor_rank, search_dims, ivf_nlist, ivf_nprobe")
         .to_arrow_table()
     )
-    method, hnsw = knn_settings(
+    method, params = knn_settings(
         n,
         knn_method=dbt.config.get("knn_method"),
         knn_exact_max_n=dbt.config.get("knn_exact_max_n"),
+        ivf_pca_dims=dbt.config.get("ivf_pca_dims"),
+        ivf_nlist=dbt.config.get("ivf_nlist"),
+        ivf_nprobe=dbt.config.get("ivf_nprobe"),
         hnsw_m=dbt.config.get("hnsw_m"),
         hnsw_ef_construction=dbt.config.get("hnsw_ef_construction"),
         hnsw_ef_search=dbt.config.get("hnsw_ef_search"),
@@ -43,6 +46,6 @@ def model(dbt, session):
         sample_neighbors,
         method=method,
         k=dbt.config.get("k_neighbors"),
-        hnsw=hnsw,
+        params=params,
         progress=dbt_progress("int_knn_recall_measured"),
     )

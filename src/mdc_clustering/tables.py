@@ -13,10 +13,12 @@ from .embeddings import Embeddings, as_embeddings
 from .errors import ClusteringInputError
 from .knn import (
     HnswParams,
+    IvfParams,
     _pair_similarities,
     distinct_others,
     exact_knn,
     hnsw_knn,
+    ivf_knn,
     knn_table,
     normalize_rows,
     query_knn,
@@ -44,35 +46,44 @@ def nearest_neighbors(
     k: int,
     *,
     method: str = "exact",
-    hnsw: HnswParams | None = None,
+    params: IvfParams | HnswParams | None = None,
     progress: Progress = None,
 ) -> pa.Table:
     """k-NN edges of every dataset: ``embeddings`` (dataset_id, embedding) -> long neighbour table.
 
-    ``method`` is ``exact`` (:func:`mdc_clustering.knn.exact_knn`) or
-    ``hnsw`` (:func:`mdc_clustering.knn.hnsw_knn`); see
-    :func:`mdc_clustering.knn.knn_table` for the columns, plus
-    ``search_dims`` (int16, the same on every row): the dimension the search
-    compared rows in (the embedding's, or ``hnsw_pca_dims`` when the HNSW
-    index was built on the projection).
+    ``method`` is ``exact`` (:func:`mdc_clustering.knn.exact_knn`), ``ivf``
+    (:func:`mdc_clustering.knn.ivf_knn`, ``params`` an
+    :class:`~mdc_clustering.knn.IvfParams`) or ``hnsw``
+    (:func:`mdc_clustering.knn.hnsw_knn`, ``params`` an
+    :class:`~mdc_clustering.knn.HnswParams`); see
+    :func:`mdc_clustering.knn.knn_table` for the columns, plus, the same on
+    every row: ``search_dims`` (int16): the dimension the search compared rows
+    in (the embedding's, or the principal components the index was built
+    on); ``ivf_nlist`` and ``ivf_nprobe`` (int32, NULL unless ``ivf``): the
+    index's cells and the cells each row scanned, after the pilot check.
     """
     started = time.perf_counter()
     emb = as_embeddings(embeddings)
     unit = emb.normalized
-    info = {"search_dims": emb.matrix.shape[1]}
-    if method == "hnsw":
-        indices, sims = hnsw_knn(emb.matrix, k, hnsw or HnswParams(), normalized=unit, info=info, progress=progress)
+    info = {"search_dims": emb.matrix.shape[1], "nlist": None, "nprobe": None}
+    if method == "ivf":
+        indices, sims = ivf_knn(emb.matrix, k, params or IvfParams(), normalized=unit, info=info, progress=progress)
+    elif method == "hnsw":
+        indices, sims = hnsw_knn(emb.matrix, k, params or HnswParams(), normalized=unit, info=info, progress=progress)
     elif method == "exact":
         indices, sims = exact_knn(emb.matrix, k, normalized=unit, progress=progress)
     else:
-        raise ClusteringInputError(f"k-NN method must be 'exact' or 'hnsw' here, got {method!r}")
+        raise ClusteringInputError(f"k-NN method must be 'exact', 'ivf' or 'hnsw' here, got {method!r}")
     table = knn_table(emb.ids, indices, sims)
-    table = table.append_column(
-        "search_dims", pa.array(np.full(table.num_rows, info["search_dims"], dtype=np.int16))
-    )
+    rows = table.num_rows
+    table = table.append_column("search_dims", pa.array(np.full(rows, info["search_dims"], dtype=np.int16)))
+    for name in ("nlist", "nprobe"):
+        value = info[name]
+        column = pa.nulls(rows, pa.int32()) if value is None else pa.array(np.full(rows, value, dtype=np.int32))
+        table = table.append_column(f"ivf_{name}", column)
     if progress is not None:
         progress(
-            f"{table.num_rows} neighbour rows ({len(emb)} datasets x {indices.shape[1]}, {method}, "
+            f"{rows} neighbour rows ({len(emb)} datasets x {indices.shape[1]}, {method}, "
             f"{info['search_dims']} dims) in {time.perf_counter() - started:.1f}s",
             final=True,
         )
@@ -86,7 +97,7 @@ def knn_recall_table(
     *,
     method: str,
     k: int,
-    hnsw: HnswParams,
+    params: IvfParams | HnswParams | None = None,
     tolerance: float = 1e-5,
     progress: Progress = None,
 ) -> pa.Table:
@@ -105,8 +116,12 @@ def knn_recall_table(
     queries
         The sampled datasets' unit embeddings.
     sample_neighbors
-        ``dataset_id``, ``neighbor_id``, ``neighbor_rank``, ``search_dims``: the
-        k-NN rows of the sampled datasets, as the k-NN model wrote them.
+        ``dataset_id``, ``neighbor_id``, ``neighbor_rank``, ``search_dims``,
+        ``ivf_nlist``, ``ivf_nprobe``: the k-NN rows of the sampled datasets,
+        as the k-NN model wrote them.
+    params
+        The method's parameters (:func:`mdc_clustering.knn.knn_settings`),
+        reported in the row's ``hnsw_*`` columns.
     """
     started = time.perf_counter()
     sample_ids = queries.ids
@@ -148,8 +163,12 @@ def knn_recall_table(
         for _ in tapped():
             pass
         recall = 1.0
-    search_dims = pc.max(sample_neighbors.column("search_dims")).as_py() if width else None
+    def used(column: str):
+        return pc.max(sample_neighbors.column(column)).as_py() if width else None
+
+    search_dims = used("search_dims")
     pca_dims = search_dims if search_dims is not None and search_dims < dim else None
+    hnsw = params if method == "hnsw" else None
     seconds = time.perf_counter() - started
     if progress is not None:
         progress(f"recall@{width} of the {method} k-NN on {len(sample_ids)} sampled datasets: {recall:.4f} "
@@ -159,10 +178,13 @@ def knn_recall_table(
             "n_datasets": pa.array([n_datasets], pa.int64()),
             "k_neighbors": pa.array([int(k)], pa.int64()),
             "knn_method": pa.array([method]),
-            "hnsw_m": pa.array([hnsw.m if method == "hnsw" else None], pa.int64()),
-            "hnsw_ef_construction": pa.array([hnsw.ef_construction if method == "hnsw" else None], pa.int64()),
-            "hnsw_ef_search": pa.array([hnsw.ef_search if method == "hnsw" else None], pa.int64()),
-            "hnsw_pca_dims": pa.array([pca_dims if method == "hnsw" else None], pa.int64()),
+            "ivf_pca_dims": pa.array([pca_dims if method == "ivf" else None], pa.int64()),
+            "ivf_nlist": pa.array([used("ivf_nlist") if method == "ivf" else None], pa.int64()),
+            "ivf_nprobe": pa.array([used("ivf_nprobe") if method == "ivf" else None], pa.int64()),
+            "hnsw_m": pa.array([hnsw.m if hnsw else None], pa.int64()),
+            "hnsw_ef_construction": pa.array([hnsw.ef_construction if hnsw else None], pa.int64()),
+            "hnsw_ef_search": pa.array([hnsw.ef_search if hnsw else None], pa.int64()),
+            "hnsw_pca_dims": pa.array([pca_dims if hnsw else None], pa.int64()),
             "recall_sample_size": pa.array([len(sample_ids)], pa.int64()),
             "recall_at_k": pa.array([recall], pa.float64()),
             "recall_seconds": pa.array([seconds], pa.float64()),

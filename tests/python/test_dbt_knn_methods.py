@@ -1,4 +1,4 @@
-"""knn_method through dbt: HNSW's neighbours against brute force, the measured recall, the warning test."""
+"""knn_method through dbt: IVF's and HNSW's neighbours against brute force, the measured recall, the warning test."""
 
 from __future__ import annotations
 
@@ -38,14 +38,31 @@ def test_hnsw_build_records_method_and_a_recall_that_matches_brute_force(cluster
     assert true_recall > 0.95
 
 
-def test_auto_is_exact_below_the_size_limit_and_hnsw_above(clustered):
+def test_ivf_build_records_what_the_pilot_chose_and_a_recall_that_matches_brute_force(clustered):
+    wh, ids, x = clustered
+    # ivf_nprobe 1 of ~39 cells cannot reach the bar: the pilot must raise it, and the report says to what
+    wh.dbt("build", vars={"knn_method": "ivf", "k_neighbors": 10, "knn_recall_sample": 300, "ivf_nprobe": 1})
+    expected, _ = brute_force(x, 10)
+    sets = neighbour_sets(wh, ids)
+    true_recall = np.mean([len(sets[i] & set(expected[i])) / 10 for i in range(len(ids))])
+    knn = wh.report["knn"]
+    assert knn["method"] == "ivf" and knn["hnsw_m"] is None and knn["recall_sample_size"] == 300
+    assert knn["ivf_nlist"] == 1500 // 39 and 1 < knn["ivf_nprobe"] <= knn["ivf_nlist"]
+    assert knn["ivf_pca_dims"] is None  # 32 components of 32 dimensions: the full vectors
+    assert knn["recall_at_k"] == pytest.approx(true_recall, abs=0.03)
+    assert true_recall > 0.95
+    [(nprobe,)] = wh.query("select distinct ivf_nprobe from clustering.int_dataset_neighbors_searched")
+    assert nprobe == knn["ivf_nprobe"]
+
+
+def test_auto_is_exact_below_the_size_limit_and_ivf_above(clustered):
     wh, ids, x = clustered
     wh.dbt("build", "--select", "+int_knn_recall_measured", vars={"knn_exact_max_n": 1500})
     assert wh.query("select knn_method, recall_at_k from clustering.int_knn_recall_measured") == [("exact", 1.0)]
     expected, _ = brute_force(x, 30)
     assert neighbour_sets(wh, ids) == [set(row) for row in expected]
     wh.dbt("build", "--select", "+int_knn_recall_measured", vars={"knn_exact_max_n": 1499})
-    assert wh.query("select knn_method from clustering.int_knn_recall_measured") == [("hnsw",)]
+    assert wh.query("select knn_method from clustering.int_knn_recall_measured") == [("ivf",)]
 
 
 def test_recall_below_knn_min_recall_warns_and_the_build_goes_on(clustered):

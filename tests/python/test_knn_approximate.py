@@ -1,4 +1,4 @@
-"""Approximate (HNSW) k-NN and the recall measurement, against brute-force numpy."""
+"""Approximate (IVF, HNSW) k-NN and the recall measurement, against brute-force numpy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from test_knn import brute_force
 
 from mdc_clustering import ParameterError
-from mdc_clustering.knn import HnswParams, choose_knn_method, hnsw_knn, knn_recall
+from mdc_clustering.knn import HnswParams, IvfParams, choose_knn_method, hnsw_knn, ivf_knn, knn_recall
 
 
 def clustered(rng, n=3000, d=48, centres=30, spread=0.6):
@@ -76,8 +76,8 @@ def test_recall_counts_a_tie_with_the_kth_as_a_hit():
 
 
 @pytest.mark.parametrize(
-    ("n", "method", "expected"), [(100, "auto", "exact"), (20_000, "auto", "exact"), (20_001, "auto", "hnsw"),
-                                  (10, "hnsw", "hnsw"), (10**6, "exact", "exact")]
+    ("n", "method", "expected"), [(100, "auto", "exact"), (20_000, "auto", "exact"), (20_001, "auto", "ivf"),
+                                  (10, "hnsw", "hnsw"), (10, "ivf", "ivf"), (10**6, "exact", "exact")]
 )
 def test_auto_picks_by_size(n, method, expected):
     assert choose_knn_method(n, method, 20_000) == expected
@@ -113,12 +113,17 @@ def test_hnsw_on_a_pca_projection_reranks_to_exact_similarities(rng):
 def test_knn_settings_check_the_vars():
     from mdc_clustering.knn import knn_settings
 
-    config = {"knn_method": "auto", "knn_exact_max_n": "100", "hnsw_m": "16", "hnsw_ef_construction": "40",
-              "hnsw_ef_search": "50", "hnsw_pca_dims": "None"}
-    assert knn_settings(101, **config) == ("hnsw", HnswParams(m=16, ef_construction=40, ef_search=50, pca_dims=None))
-    assert knn_settings(100, **config)[0] == "exact"
-    with pytest.raises(ParameterError, match="hnsw_pca_dims"):
-        knn_settings(10, **{**config, "hnsw_pca_dims": "-3"})
+    config = {"knn_method": "auto", "knn_exact_max_n": "100", "ivf_pca_dims": "16", "ivf_nlist": "None",
+              "ivf_nprobe": "8", "hnsw_m": "16", "hnsw_ef_construction": "40", "hnsw_ef_search": "50",
+              "hnsw_pca_dims": "None"}
+    assert knn_settings(101, **config) == ("ivf", IvfParams(pca_dims=16, nlist=None, nprobe=8))
+    assert knn_settings(100, **config) == ("exact", None)
+    hnsw = {**config, "knn_method": "hnsw"}
+    assert knn_settings(5, **hnsw) == ("hnsw", HnswParams(m=16, ef_construction=40, ef_search=50, pca_dims=None))
+    # every var is checked, whichever method the size picks
+    for name, bad in [("hnsw_pca_dims", "-3"), ("ivf_nprobe", "0"), ("ivf_nlist", "2.5"), ("ivf_pca_dims", "x")]:
+        with pytest.raises(ParameterError, match=name):
+            knn_settings(10, **{**config, name: bad})
 
 
 def test_pair_similarities_are_the_dot_products_and_missing_is_minus_inf(rng):
@@ -178,6 +183,8 @@ def test_streamed_recall_equals_the_in_memory_measure(rng, batch_rows):
             "neighbor_id": [b for _, b, _, _ in rows],
             "neighbor_rank": [r for _, _, r, _ in rows],
             "search_dims": [d for _, _, _, d in rows],
+            "ivf_nlist": pa.nulls(len(rows), pa.int32()),
+            "ivf_nprobe": pa.nulls(len(rows), pa.int32()),
         }
     )
     sampled = rel.filter(f"dataset_id in ({', '.join(repr(ids[i]) for i in sample)})")
@@ -187,7 +194,7 @@ def test_streamed_recall_equals_the_in_memory_measure(rng, batch_rows):
         sample_neighbors,
         method="hnsw",
         k=12,
-        hnsw=HnswParams(),
+        params=HnswParams(),
     )
     expected = knn_recall(x, sample, weak[sample])
     assert table.column("recall_at_k")[0].as_py() == pytest.approx(expected, abs=1e-9)
@@ -195,6 +202,7 @@ def test_streamed_recall_equals_the_in_memory_measure(rng, batch_rows):
     assert table.column("n_datasets")[0].as_py() == 1500
     assert table.column("recall_sample_size")[0].as_py() == 80
     assert table.column("hnsw_pca_dims")[0].as_py() is None  # 16 = the full dimension
+    assert table.column("hnsw_m")[0].as_py() == 32 and table.column("ivf_nprobe")[0].as_py() is None
 
 
 def test_streamed_kth_with_fewer_rows_than_k():
@@ -211,3 +219,53 @@ def pa_strings(values):
     import pyarrow as pa
 
     return pa.array(values, pa.string())
+
+
+def low_dimensional(rng, n=6000, d=96, intrinsic=8, centres=40, spread=0.5, noise=0.02):
+    """Clusters whose spread lies in a low-dimensional subspace, plus a little isotropic noise."""
+    basis = np.linalg.qr(rng.normal(size=(d, intrinsic)))[0].T
+    c = rng.normal(size=(centres, intrinsic))
+    x = (c[rng.integers(0, centres, n)] + spread * rng.normal(size=(n, intrinsic))) @ basis
+    return (x + noise * rng.normal(size=x.shape)).astype(np.float32)
+
+
+def test_ivf_finds_nearly_all_true_neighbours_with_exact_similarities(rng):
+    x = low_dimensional(rng)
+    info: dict = {}
+    indices, sims = ivf_knn(x, 15, IvfParams(pca_dims=16, nprobe=4, min_recall=0.95), info=info)
+    expected, expected_sims = brute_force(x, 15)
+    assert indices.shape == sims.shape == (6000, 15)
+    # the pilot raised nprobe from 4 until its 500 rows reached 0.96; the whole set agrees with brute force
+    assert info["nprobe"] > 4 and info["pilot_recall"] >= 0.96 and info["search_dims"] == 16
+    assert oracle_recall(indices, expected, range(6000)) > 0.95
+    assert not np.any(indices == np.arange(6000)[:, None])
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(sims, np.einsum("ij,ikj->ik", unit, unit[indices]), atol=1e-5)
+
+
+def test_ivf_pilot_recall_is_the_recall_of_what_it_searched(rng):
+    # nprobe fixed (no pilot bar): few cells scanned, and the measured recall shows it
+    x = clustered(rng, n=4000, d=64, spread=1.5)
+    expected, _ = brute_force(x, 20)
+    weak, _ = ivf_knn(x, 20, IvfParams(pca_dims=8, nlist=200, nprobe=1))
+    sample = np.arange(0, 4000, 7)
+    truth = oracle_recall(weak, expected, sample)
+    assert truth < 0.8
+    assert knn_recall(x, sample, weak[sample]) == pytest.approx(truth, abs=0.01)
+    # every cell scanned and the full vectors kept: the candidates are the exact neighbours' superset
+    full, _ = ivf_knn(x, 20, IvfParams(pca_dims=None, nlist=20, nprobe=20))
+    assert oracle_recall(full, expected, sample) > 0.97
+
+
+def test_ivf_is_repeatable_and_handles_tiny_inputs(rng):
+    x = low_dimensional(rng, n=3000)
+    first = ivf_knn(x, 10, IvfParams(pca_dims=15, nprobe=8))  # odd dimension: padded with a zero column
+    second = ivf_knn(x, 10, IvfParams(pca_dims=15, nprobe=8))
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    tiny = rng.normal(size=(7, 5)).astype(np.float32)
+    indices, _ = ivf_knn(tiny, 30)
+    assert indices.shape == (7, 6)
+    for i in range(7):
+        assert sorted(indices[i]) == [j for j in range(7) if j != i]
