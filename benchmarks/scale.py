@@ -765,6 +765,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, help="work directory (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="generate and load the Chroma store and pipeline database, then stop (implies --keep)",
+    )
+    parser.add_argument(
         "--reuse-store",
         action="store_true",
         help="reuse the Chroma store an earlier run of the same data loaded in --workdir (its recorded load "
@@ -830,6 +835,9 @@ def main(argv: list[str] | None = None) -> None:
             f"index {ch['index']}, loader peak RSS {ch['peak_rss_gb']:.2f} GB), DuckDB {wh.load['duckdb_s']:.1f} s"
         )
 
+        if args.load_only:
+            print(f"--load-only: the store stays in {workdir}; build it with --reuse-store --workdir {workdir}")
+            return
         build = run_dbt(wh, extra_vars, quiet=args.quiet)
         codes, n_clusters, n_unclustered = cluster_assignments(wh)
         build_quality = agreement(truth, codes)
@@ -931,7 +939,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.results:
             write_results(args.results, markdown_section(res), res["key"])
     finally:
-        if args.keep:
+        if args.keep or args.load_only:
             print(f"kept work directory {workdir}")
         elif created:
             shutil.rmtree(workdir, ignore_errors=True)

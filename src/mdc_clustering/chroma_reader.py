@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ClusteringInputError
-from .validation import check_dimensions, check_embeddings, positive_int
+from .validation import check_dimensions, check_embeddings, positive_int, row_norms
 
 __all__ = [
     "COLLECTION_NAME_RE",
@@ -175,14 +175,12 @@ def read_collection(
             progress(f"read {filled}/{n} embeddings")
     assert matrix is not None and filled == n
 
-    keep = check_embeddings(out_ids, matrix, source=source, on_invalid=on_invalid)
+    norms = row_norms(matrix)  # float64, a slice at a time
+    keep = check_embeddings(out_ids, matrix, source=source, on_invalid=on_invalid, norms=norms)
     order = np.flatnonzero(keep)
     if order.size < n:  # only when invalid embeddings are excluded
-        matrix = matrix[order]
+        matrix, norms = matrix[order], norms[order]
     dim = matrix.shape[1]
-    norms = np.empty(matrix.shape[0], dtype=np.float64)
-    for start in range(0, matrix.shape[0], 65_536):  # in float64, a slice at a time
-        norms[start : start + 65_536] = np.linalg.norm(matrix[start : start + 65_536].astype(np.float64), axis=1)
     table = pa.table(
         {
             "dataset_id": pa.array(out_ids[order].tolist(), pa.string()),

@@ -15,6 +15,7 @@ __all__ = [
     "THRESHOLD_METHODS",
     "check_dimensions",
     "check_embeddings",
+    "row_norms",
     "positive_int",
     "nonnegative_int",
     "optional_positive_int",
@@ -130,6 +131,7 @@ def check_embeddings(
     *,
     source: str,
     on_invalid: str = "error",
+    norms: np.ndarray | None = None,
 ) -> np.ndarray:
     """Check a matrix of embeddings and return a boolean mask of rows to keep.
 
@@ -145,6 +147,9 @@ def check_embeddings(
     on_invalid
         ``"error"`` raises :class:`ClusteringInputError` on rows with NaN/inf
         values or a zero norm; ``"exclude"`` warns and drops them.
+    norms
+        The rows' float64 L2 norms (:func:`row_norms`), when the caller has
+        them already; computed otherwise.
 
     Returns
     -------
@@ -169,15 +174,17 @@ def check_embeddings(
         raise ClusteringInputError(
             f"{source}: expected one embedding per id ({n}), got an array of shape {vectors.shape}"
         )
-    unique, counts = np.unique(np.asarray(ids, dtype=object).astype(str), return_counts=True)
-    if unique.size != n:
+    if len(set(map(str, ids))) != n:  # a set: np.unique sorted a million object strings for seconds
+        unique, counts = np.unique(np.asarray(ids, dtype=object).astype(str), return_counts=True)
         dupes = list(unique[counts > 1])
         raise ClusteringInputError(
             f"{source} has duplicate ids: {_listing(dupes)}. Each dataset_id must appear once; "
             "remove or rename the duplicates."
         )
-    finite = np.isfinite(vectors).all(axis=1)
-    norms = np.linalg.norm(np.where(finite[:, None], vectors, 0.0), axis=1)
+    if norms is None:
+        norms = row_norms(vectors)
+    # a float64 norm is finite exactly when the float32 row is (squares of float32 cannot overflow it)
+    finite = np.isfinite(norms)
     zero = finite & (norms == 0.0)
     bad_values = np.flatnonzero(~finite)
     bad_zero = np.flatnonzero(zero)
@@ -198,6 +205,18 @@ def check_embeddings(
         if not keep.any():
             raise ClusteringInputError(f"{source}: every embedding is invalid; nothing to cluster.")
     return keep
+
+
+def row_norms(vectors: np.ndarray, *, batch_rows: int = 65_536) -> np.ndarray:
+    """float64 L2 norm of every row of a float32 matrix, a slice at a time (no float64 copy of the matrix).
+
+    NaN where a row holds NaN, inf where it holds inf (and no NaN).
+    """
+    norms = np.empty(vectors.shape[0], dtype=np.float64)
+    for start in range(0, vectors.shape[0], batch_rows):
+        part = vectors[start : start + batch_rows].astype(np.float64)
+        norms[start : start + batch_rows] = np.linalg.norm(part, axis=1)
+    return norms
 
 
 def check_dimensions(ids: Sequence[str], dims: Sequence[int], *, source: str) -> int:
