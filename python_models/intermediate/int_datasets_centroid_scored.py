@@ -8,6 +8,14 @@ def model(dbt, session):
     dbt.config(materialized="table")
     embeddings = dbt.ref("stg_chroma__embeddings")
     memberships = dbt.ref("int_datasets_clustered")
-    clusters = memberships.select("dataset_id, cluster").to_arrow_table()
-    # two streamed passes over the embeddings (centroids, then similarities): the matrix is never held whole
-    return centroid_similarities(lambda: iter_embeddings(embeddings, normalize=True), clusters)
+    # DuckDB joins each clustered dataset to its embedding and numbers the clusters: no id lookups in Python
+    clustered = memberships.filter("cluster is not null").select(
+        "dataset_id as member_id, cluster, dense_rank() over (order by cluster) - 1 as cluster_code"
+    )
+    members = embeddings.join(clustered.set_alias("members"), "dataset_id = member_id").select(
+        "dataset_id, embedding, cluster, cluster_code"
+    )
+    # two streamed passes over the members (centroids, then similarities): the matrix is never held whole
+    return centroid_similarities(
+        lambda: iter_embeddings(members, normalize=True, columns=("cluster", "cluster_code"))
+    )

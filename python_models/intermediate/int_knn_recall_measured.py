@@ -41,7 +41,7 @@ def model(dbt, session):
     )
     # the exact search streams the embeddings in slices: the whole matrix is never held
     return knn_recall_table(
-        iter_embeddings(embeddings, normalize=True, batch_rows=16_384),
+        iter_embeddings(embeddings, normalize=True, batch_rows=65_536),
         read_embeddings(sampled, normalize=True),
         sample_neighbors,
         method=method,

@@ -67,14 +67,15 @@ def as_embeddings(data: Embeddings | pa.Table) -> Embeddings:
     return _in_id_order(Embeddings(ids, embedding_matrix(data)))
 
 
-def iter_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_536):
+def iter_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_536, columns: tuple[str, ...] = ()):
     """Yield ``(ids, matrix)`` slices of a DuckDB relation's ``dataset_id`` and ``embedding``.
 
     ``ids`` is a string Arrow array, ``matrix`` a float32 ``(rows, d)`` array
-    (unit rows with ``normalize``; a zero row stays zero). Slices come in the
-    relation's order; memory is one slice.
+    (unit rows with ``normalize``; a zero row stays zero). Each name in
+    ``columns`` adds that column's Arrow array of the slice to the tuple.
+    Slices come in the relation's order; memory is one slice.
     """
-    reader = relation.select("dataset_id, embedding").to_arrow_reader(batch_rows)
+    reader = relation.select(", ".join(["dataset_id", "embedding", *columns])).to_arrow_reader(batch_rows)
     for batch in reader:
         rows = batch.num_rows
         if rows == 0:
@@ -86,7 +87,7 @@ def iter_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_5
         part = np.array(col.flatten().to_numpy(zero_copy_only=False).reshape(rows, dim), dtype=np.float32)
         if normalize:
             _normalize_in_place(part)
-        yield batch.column(0).cast(pa.string()), part
+        yield (batch.column(0).cast(pa.string()), part, *(batch.column(2 + i) for i in range(len(columns))))
 
 
 def read_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_536) -> Embeddings:

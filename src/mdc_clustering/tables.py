@@ -235,8 +235,8 @@ def reference_neighbors(
 
 
 def centroid_similarities(
-    embeddings: Embeddings | pa.Table | Callable[[], Iterable[tuple[pa.Array, np.ndarray]]],
-    memberships: pa.Table,
+    embeddings: Embeddings | pa.Table | Callable[[], Iterable[tuple[pa.Array, np.ndarray, pa.Array, pa.Array]]],
+    memberships: pa.Table | None = None,
 ) -> pa.Table:
     """Each clustered dataset's cosine similarity to its cluster's centroid.
 
@@ -246,12 +246,17 @@ def centroid_similarities(
     Parameters
     ----------
     embeddings
-        ``dataset_id``, ``embedding`` of every embedded dataset; or a
-        function returning ``(ids, unit rows)`` slices of them
-        (:func:`mdc_clustering.embeddings.iter_embeddings`), read twice
-        (centroids, then similarities) so the matrix is never held whole.
+        ``dataset_id``, ``embedding`` of every embedded dataset (then
+        ``memberships`` says who is in which cluster); or a function
+        returning ``(ids, unit rows, cluster, cluster_code)`` slices of the
+        clustered datasets only, ``cluster_code`` numbering the clusters
+        ``0..m-1`` (:func:`mdc_clustering.embeddings.iter_embeddings` over
+        DuckDB's join of the embeddings and the memberships, with
+        ``columns=("cluster", "cluster_code")``). The function is called twice
+        (centroids, then similarities), so the matrix is never held whole.
     memberships
-        ``dataset_id``, ``cluster`` (null = unclustered).
+        ``dataset_id``, ``cluster`` (null = unclustered), with a table of
+        embeddings.
 
     Returns
     -------
@@ -264,49 +269,54 @@ def centroid_similarities(
     if callable(embeddings):
         slices = embeddings
     else:
+        if memberships is None:
+            raise ClusteringInputError("centroid_similarities needs the memberships with a table of embeddings")
         emb = as_embeddings(embeddings)
         unit = emb.matrix if emb.normalized else normalize_rows(emb.matrix)
+        clustered = memberships.filter(pc.is_valid(memberships.column("cluster")))
+        rows = pc.index_in(clustered.column("dataset_id"), value_set=emb.ids)
+        if rows.null_count:
+            raise ClusteringInputError("memberships name datasets that have no embedding")
+        cluster = clustered.column("cluster").combine_chunks()
+        codes = pc.index_in(cluster, value_set=pc.unique(cluster))
+        one = (clustered.column("dataset_id").combine_chunks(), unit[rows.to_numpy()], cluster, codes)
 
         def slices():
-            return [(emb.ids, unit)]
+            return [one]
 
-    clustered = memberships.filter(pc.is_valid(memberships.column("cluster")))
-    clustered_ids = clustered.column("dataset_id").combine_chunks()
-    labels, codes = np.unique(np.asarray(clustered.column("cluster").to_pylist(), dtype=object), return_inverse=True)
-    m = len(labels)
+    def as_codes(codes: pa.Array) -> np.ndarray:
+        return np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int64)
 
-    def members(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of a slice that are clustered, and their positions among the clustered datasets."""
-        pos = pc.fill_null(pc.index_in(ids, value_set=clustered_ids), -1).to_numpy()
-        hit = np.flatnonzero(pos >= 0)
-        return hit, pos[hit]
-
-    sums: np.ndarray | None = None
-    seen = np.zeros(len(clustered_ids), dtype=bool)
-    for ids, rows in slices():
-        hit, at = members(ids)
-        if sums is None:
-            sums = np.zeros((m, rows.shape[1]), dtype=np.float64)
-        indicator = sparse.csr_matrix(
-            (np.ones(len(hit), np.float64), (codes[at], np.arange(len(hit)))), shape=(m, len(hit))
-        )
-        sums += indicator @ rows[hit].astype(np.float64)
-        seen[at] = True
-    if not seen.all():
-        raise ClusteringInputError("memberships name datasets that have no embedding")
-    similarity = np.empty(len(clustered_ids), dtype=np.float64)
-    if m:
-        centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-        for ids, rows in slices():
-            hit, at = members(ids)
-            similarity[at] = np.einsum("ij,ij->i", rows[hit].astype(np.float64), centroids[codes[at]])
-    sizes = np.bincount(codes, minlength=m)
+    sums = np.zeros((0, 0), dtype=np.float64)
+    for _ids, rows, _cluster, codes in slices():
+        at = as_codes(codes)
+        if not len(at):
+            continue
+        m = max(sums.shape[0], int(at.max()) + 1)
+        if sums.shape != (m, rows.shape[1]):
+            sums = np.pad(sums, ((0, m - sums.shape[0]), (0, rows.shape[1] - sums.shape[1])))
+        indicator = sparse.csr_matrix((np.ones(len(at)), (at, np.arange(len(at)))), shape=(m, len(at)))
+        sums += indicator @ rows.astype(np.float64)
+    sizes = np.zeros(sums.shape[0], dtype=np.int64)
+    centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    out_ids, out_clusters, out_codes, out_sims = [], [], [], []
+    if sums.shape[0]:
+        for ids, rows, cluster, codes in slices():
+            at = as_codes(codes)
+            np.add.at(sizes, at, 1)
+            out_ids.append(ids)
+            out_clusters.append(cluster)
+            out_codes.append(at)
+            out_sims.append(np.einsum("ij,ij->i", rows.astype(np.float64), centroids[at]))
+    codes = np.concatenate(out_codes) if out_codes else np.zeros(0, np.int64)
     return pa.table(
         {
-            "dataset_id": clustered.column("dataset_id"),
-            "cluster": clustered.column("cluster"),
-            "cluster_size": pa.array(sizes[codes].astype(np.int64)),
-            "centroid_similarity": pa.array(np.clip(similarity, -1.0, 1.0)),
+            "dataset_id": pa.chunked_array(out_ids, pa.string()).combine_chunks().cast(pa.string()) if out_ids
+            else pa.array([], pa.string()),
+            "cluster": pa.chunked_array(out_clusters, pa.string()).combine_chunks() if out_clusters
+            else pa.array([], pa.string()),
+            "cluster_size": pa.array(sizes[codes]),
+            "centroid_similarity": pa.array(np.clip(np.concatenate(out_sims) if out_sims else np.zeros(0), -1.0, 1.0)),
         }
     )
 

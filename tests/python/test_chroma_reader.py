@@ -38,6 +38,38 @@ def test_round_trip_ids_documents_and_float32_embeddings(tmp_path, rng):
     assert len(lines) == 7  # six pages of at most 50, then the summary
 
 
+def test_reader_processes_give_the_same_table_as_one_process(tmp_path, rng, monkeypatch):
+    import mdc_clustering.chroma_reader as reader
+
+    n, d = 900, 8
+    ids = [f"ds-{i:04d}" for i in rng.permutation(n)]
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    metas = [{"document_id": f"doi:{i % 5}", "dataset_type": "PRIMARY"} if i % 3 else {"other": 1} for i in range(n)]
+    make_store(tmp_path / "store", "coll_p", ids, vectors, metas)
+    one = read_collection(tmp_path / "store", "coll_p", page_size=64, processes=1)
+    monkeypatch.setattr(reader, "_PROCESS_CHUNK_ROWS", 100)  # nine chunks over two processes, back in order
+    lines = []
+    two = read_collection(
+        tmp_path / "store", "coll_p", page_size=64, processes=2, progress=lambda m, **k: lines.append(m)
+    )
+    assert two.equals(one)
+    assert len(lines) == 10  # one line a chunk, then the summary
+    by_id = dict(zip(ids, range(n), strict=True))
+    rows = [by_id[i] for i in two.column("dataset_id").to_pylist()]
+    np.testing.assert_array_equal(embedding_matrix(two), vectors[rows])
+    assert two.column("dataset_type").to_pylist() == [metas[r].get("dataset_type") for r in rows]
+
+
+@pytest.mark.bad_input
+def test_a_reader_process_error_names_the_var(tmp_path, rng):
+    from mdc_clustering.chroma_reader import _read_in_processes
+
+    make_store(tmp_path / "store", "coll_q", ["a1", "b2"], rng.normal(size=(2, 4)), None)
+    with pytest.raises(ClusteringInputError, match="chroma_collection"):
+        list(_read_in_processes(str(tmp_path / "store"), "coll_missing", "chroma_path", "chroma_collection",
+                                [["a1"]], 10, 2))
+
+
 def test_missing_metadata_gives_null_document_id(tmp_path, rng):
     make_store(tmp_path / "s", "coll_b", ["a1", "b2"], rng.normal(size=(2, 4)), [{"document_id": "x"}, {"k": 1}])
     table = read_collection(tmp_path / "s", "coll_b")

@@ -234,9 +234,18 @@ def test_centroid_similarities_streamed_in_slices_match_numpy(rng):
     x = rng.normal(size=(600, 8)).astype(np.float32)
     ids = [f"d{i:04d}" for i in rng.permutation(600)]
     labels = [None if i % 7 == 0 else f"c_{i % 5}" for i in range(600)]
-    rel = _relation(duckdb.connect(), ids, x)
+    con = duckdb.connect()
+    rel = _relation(con, ids, x)
+    memberships = pa.table({"member_id": ids, "cluster": labels})
+    members = rel.join(
+        con.from_arrow(memberships)
+        .filter("cluster is not null")
+        .select("member_id, cluster, dense_rank() over (order by cluster) - 1 as cluster_code")
+        .set_alias("m"),
+        "dataset_id = member_id",
+    ).select("dataset_id, embedding, cluster, cluster_code")
     table = centroid_similarities(
-        lambda: iter_embeddings(rel, normalize=True, batch_rows=97), pa.table({"dataset_id": ids, "cluster": labels})
+        lambda: iter_embeddings(members, normalize=True, batch_rows=97, columns=("cluster", "cluster_code"))
     ).to_pydict()
     unit = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
     row = {d: i for i, d in enumerate(ids)}
