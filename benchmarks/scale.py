@@ -316,8 +316,25 @@ def load_warehouse(
 # --------------------------------------------------------------------------- running dbt and scanpy
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks of the machine so far (/proc/stat), or None where there is no /proc."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests between two :func:`cpu_ticks` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def run_measured(cmd: list[str], *, cwd: Path, env: dict, log: Path, echo: str | None) -> dict:
-    """Run ``cmd``, tee its output to ``log``; return wall time, exit code and the peak RSS (os.wait4)."""
+    """Run ``cmd``, tee its output to ``log``; return wall time, exit code, peak RSS (os.wait4), CPU steal."""
+    ticks = cpu_ticks()
     started = time.perf_counter()
     with log.open("w") as sink:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -329,7 +346,12 @@ def run_measured(cmd: list[str], *, cwd: Path, env: dict, log: Path, echo: str |
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": wall, "returncode": proc.returncode, "peak_rss_gb": usage.ru_maxrss / 1024**2}
+    return {
+        "wall_s": wall,
+        "returncode": proc.returncode,
+        "peak_rss_gb": usage.ru_maxrss / 1024**2,
+        "steal_share": steal_share(ticks, cpu_ticks()),
+    }
 
 
 def dbt_vars(wh: Warehouse, extra: dict) -> dict:
@@ -570,6 +592,10 @@ TIME_COVERS = (
 )
 
 
+def fmt_share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
 def comparison_rows(res: dict) -> list[tuple[str, str, str]]:
     b, s = res["build"], res.get("scanpy")
     rows = [
@@ -582,6 +608,8 @@ def comparison_rows(res: dict) -> list[tuple[str, str, str]]:
         ("import + load (not in time)", "-", f"{fmt_s(s['import_s'])} + {fmt_s(s['load_s'])}" if s else "-"),
         ("whole process wall", fmt_s(b["wall_s"]), fmt_s(s["wall_s"]) if s else "-"),
         ("peak RSS", fmt_gb(b["peak_rss_gb"]), fmt_gb(s["peak_rss_gb"]) if s else "-"),
+        ("CPU stolen by the host during the run", fmt_share(b.get("steal_share")),
+         fmt_share(s.get("steal_share")) if s else "-"),
         (
             f"k-NN recall@{res['k']} (report)",
             res["report_recall"],
