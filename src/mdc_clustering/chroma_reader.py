@@ -259,20 +259,30 @@ def _worker_read(path: str, name: str, path_var: str, name_var: str, asked: list
 def _read_in_processes(path, name, path_var, name_var, chunks, page_size, processes):
     """Yield :func:`_read_chunk` results of ``chunks``, in order, read by ``processes`` spawned processes."""
     import multiprocessing
+    import sys
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(
-        max_workers=processes,
-        mp_context=multiprocessing.get_context("spawn"),  # a fork would copy dbt's threads and DuckDB's state
-    ) as pool:
-        # at most two chunks a process in flight: results wait in memory only that long
-        pending = []
-        for chunk in chunks:
-            pending.append(pool.submit(_worker_read, path, name, path_var, name_var, chunk, page_size))
-            if len(pending) > 2 * processes:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+    # A spawned process first re-runs the parent's main script (for dbt: its CLI, ~2 s of imports each)
+    # unless that script has no __file__; it needs nothing from it, so the name is hidden while they start.
+    main = sys.modules.get("__main__")
+    hidden = main is not None and getattr(main, "__spec__", None) is None and "__file__" in vars(main)
+    main_file = vars(main).pop("__file__") if hidden else None
+    try:
+        with ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),  # a fork would copy dbt's threads and DuckDB's state
+        ) as pool:
+            # at most two chunks a process in flight: results wait in memory only that long
+            pending = []
+            for chunk in chunks:
+                pending.append(pool.submit(_worker_read, path, name, path_var, name_var, chunk, page_size))
+                if len(pending) > 2 * processes:
+                    yield pending.pop(0).result()
+            for future in pending:
+                yield future.result()
+    finally:
+        if hidden:
+            main.__file__ = main_file
 
 
 def _unset(value) -> bool:

@@ -76,11 +76,15 @@ def nearest_neighbors(
         raise ClusteringInputError(f"k-NN method must be 'exact', 'ivf' or 'hnsw' here, got {method!r}")
     table = knn_table(emb.ids, indices, sims)
     rows = table.num_rows
-    table = table.append_column("search_dims", pa.array(np.full(rows, info["search_dims"], dtype=np.int16)))
-    for name in ("nlist", "nprobe"):
-        value = info[name]
-        column = pa.nulls(rows, pa.int32()) if value is None else pa.array(np.full(rows, value, dtype=np.int32))
-        table = table.append_column(f"ivf_{name}", column)
+    for name, value, arrow_type in (
+        ("search_dims", info["search_dims"], pa.int16()),
+        ("ivf_nlist", info["nlist"], pa.int32()),
+        ("ivf_nprobe", info["nprobe"], pa.int32()),
+    ):
+        # one value repeated: a dictionary of it, one zero byte a row (calloc'd), not a filled column
+        table = table.append_column(
+            name, pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int8)), pa.array([value], arrow_type))
+        )
     if progress is not None:
         progress(
             f"{rows} neighbour rows ({len(emb)} datasets x {indices.shape[1]}, {method}, "
