@@ -375,6 +375,8 @@ PILOT_ROWS = 256
 IVF_PILOT_ROWS = 500
 # Below this many rows ivf_knn searches exactly.
 IVF_MIN_ROWS = 1000
+# The IVF pilot stops raising nprobe at 1/IVF_MAX_SCANNED of the cells.
+IVF_MAX_SCANNED = 8
 # The IVF pilot aims this far above knn_min_recall: its 500 rows give an estimate (standard error
 # about 0.003 at recall 0.96), not the figure.
 PILOT_MARGIN = 0.005
@@ -419,7 +421,11 @@ def ivf_knn(
     shipped sample 32 components allow recall@30 0.69, 162 allow 0.99,
     where synthetic low-intrinsic-dimension data needs 32. Then the cells:
     ``nprobe`` grows by half until the pilot rows' recall@k reaches
-    ``min_recall + PILOT_MARGIN`` or every cell is scanned. Rows the index
+    ``min_recall + PILOT_MARGIN`` or an eighth of the cells
+    (:data:`IVF_MAX_SCANNED`) is scanned: past that the data has no
+    neighbourhood structure an index can use (isotropic noise), the search
+    would cost a fair share of the exact one, and the measured recall (and
+    its warning test) says so instead. Rows the index
     returns too few neighbours for are searched exactly, and so is
     everything below :data:`IVF_MIN_ROWS` rows (too few to train the cells
     on). Building and searching use all cores (OpenMP); the result does not
@@ -477,14 +483,8 @@ def ivf_knn(
                 break
             # the projection's ceiling: its exact nearest candidates, re-ranked in full dimension
             _, found = faiss.knn(np.ascontiguousarray(keys[pilot]), keys, n_candidates, faiss.METRIC_L2)
-            found_sims = _pair_similarities(x, pilot, found)
-            found_sims[found == pilot[:, None]] = -np.inf
-            best = np.lexsort((found, -found_sims), axis=1)[:, :k_eff]
-            ceiling = recall_from_kth(
-                distinct_others(np.take_along_axis(found, best, axis=1), pilot),
-                np.take_along_axis(found_sims, best, axis=1),
-                kth,
-            )
+            best, best_sims = _best_by_cosine(x, pilot, found, k_eff)
+            ceiling = recall_from_kth(distinct_others(best, pilot), best_sims, kth)
             if progress is not None:  # always logged: it decides the search's cost
                 progress(f"pilot recall@{k_eff} of a {dims}-dim projection scanned whole on {IVF_PILOT_ROWS} rows: "
                          f"{ceiling:.3f} (wanted {_ceiling_wanted(wanted):.3f})", final=True)
@@ -519,6 +519,7 @@ def ivf_knn(
             final=True,
         )
     nprobe = min(params.nprobe, nlist)
+    most = max(nprobe, -(-nlist // IVF_MAX_SCANNED))  # the pilot scans at most this many cells a row
     coarse.nprobe = nprobe
     if checked:
         while True:
@@ -527,9 +528,9 @@ def ivf_knn(
             if progress is not None:  # always logged: it decides the search's cost
                 progress(f"pilot recall@{k_eff} with nprobe {nprobe} of {nlist} cells on {IVF_PILOT_ROWS} rows: "
                          f"{recall:.3f} (wanted {wanted:.3f})", final=True)
-            if recall >= wanted or nprobe >= nlist:
+            if recall >= wanted or nprobe >= most:
                 break
-            nprobe = min(nlist, (3 * nprobe + 1) // 2)
+            nprobe = min(most, (3 * nprobe + 1) // 2)
             coarse.nprobe = nprobe
         found_info["pilot_recall"] = recall
     found_info.update(nlist=nlist, nprobe=nprobe)
@@ -564,6 +565,11 @@ def _fill_short_rows(x, indices, sims, k_eff, progress):
 def _rerank(index, keys: np.ndarray, x: np.ndarray, rows: np.ndarray, n_candidates: int, k: int):
     """The ``k`` best of the index's ``n_candidates`` for ``rows``, by exact cosine (the row itself dropped)."""
     _, found = index.search(np.ascontiguousarray(keys[rows]), n_candidates)
+    return _best_by_cosine(x, rows, found, k)
+
+
+def _best_by_cosine(x: np.ndarray, rows: np.ndarray, found: np.ndarray, k: int):
+    """The ``k`` candidates ``found`` for ``rows`` most similar to them by exact cosine (the row itself dropped)."""
     found_sims = _pair_similarities(x, rows, found)
     found_sims[(found == rows[:, None]) | (found < 0)] = -np.inf
     order = np.lexsort((found, -found_sims), axis=1)[:, :k]  # ties by index, as the exact search
