@@ -305,10 +305,8 @@ def hnsw_knn(
     import faiss
 
     params = params or HnswParams()
-    k = positive_int("k_neighbors", k)
-    x = vectors if normalized else normalize_rows(vectors)
+    x, k_eff = _unit_rows_and_k(vectors, k, normalized)
     n, d = x.shape
-    k_eff = max(0, min(k, n - 1))
     found_info = {"search_dims": d, "pilot_recall": None}
     if info is not None:
         info.update(found_info)
@@ -454,10 +452,8 @@ def ivf_knn(
     import faiss
 
     params = params or IvfParams()
-    k = positive_int("k_neighbors", k)
-    x = vectors if normalized else normalize_rows(vectors)
+    x, k_eff = _unit_rows_and_k(vectors, k, normalized)
     n, d = x.shape
-    k_eff = max(0, min(k, n - 1))
     found_info = {"search_dims": d, "nlist": None, "nprobe": None, "pilot_recall": None}
     if info is not None:
         info.update(found_info)
@@ -547,6 +543,13 @@ def ivf_knn(
                      f"({time.perf_counter() - searched:.1f}s)")
     del index, coarse, quantizer, keys
     return _fill_short_rows(x, indices, sims, k_eff, progress)
+
+
+def _unit_rows_and_k(vectors: np.ndarray, k: object, normalized: bool) -> tuple[np.ndarray, int]:
+    """The unit float32 rows (``vectors`` itself when ``normalized``) and the neighbours each can have."""
+    k = positive_int("k_neighbors", k)
+    x = vectors if normalized else normalize_rows(vectors)
+    return x, max(0, min(k, x.shape[0] - 1))
 
 
 def _fill_short_rows(x, indices, sims, k_eff, progress):
