@@ -208,7 +208,7 @@ def read_collection(
 
 
 # From this many items the pull uses a process per core: below it, starting them costs more than it saves.
-PROCESSES_FROM_ROWS = 50_000
+PROCESSES_FROM_ROWS = 200_000
 _PROCESS_CHUNK_ROWS = 20_000  # items a reader process sends back at a time
 
 
