@@ -196,9 +196,10 @@ class IvfParams:
     about ``4 * sqrt(n)``), and stored as 4-bit codes (faiss fast-scan). A
     query scans the ``nprobe`` cells nearest to it; the candidates are
     re-ranked by exact distance in the projection, then by exact cosine in
-    full dimension. ``min_recall``: when set, ``nprobe`` is raised by half
-    (up to ``nlist``) until recall@k on a pilot sample of rows, searched exactly,
-    reaches ``min_recall`` plus :data:`PILOT_MARGIN`.
+    full dimension. ``min_recall``: when set, a pilot sample of rows searched
+    exactly first grows the projection, then ``nprobe`` (up to an eighth of
+    the cells), until its recall@k reaches ``min_recall`` plus
+    :data:`PILOT_MARGIN` (see :func:`ivf_knn`).
     """
 
     pca_dims: int | None = 32
@@ -458,8 +459,7 @@ def ivf_knn(
     if info is not None:
         info.update(found_info)
     if n < IVF_MIN_ROWS:  # too few rows to train cells and codes on; the exact search costs nothing here
-        return query_knn(x, x, k_eff, exclude=np.arange(n), normalized=True) if k_eff else (
-            np.empty((n, 0), np.int64), np.empty((n, 0), np.float32))
+        return exact_knn(x, k, normalized=True)
     started = time.perf_counter()
     n_candidates = min(n, k_eff + 1 + max(10, k_eff // 2))
     checked = params.min_recall is not None and n > IVF_PILOT_ROWS

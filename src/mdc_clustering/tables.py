@@ -301,26 +301,22 @@ def centroid_similarities(
             sums = np.pad(sums, ((0, m - sums.shape[0]), (0, rows.shape[1] - sums.shape[1])))
         indicator = sparse.csr_matrix((np.ones(len(at)), (at, np.arange(len(at)))), shape=(m, len(at)))
         sums += indicator @ rows.astype(np.float64)
-    sizes = np.zeros(sums.shape[0], dtype=np.int64)
     centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), np.finfo(np.float64).tiny)
-    out_ids, out_clusters, out_codes, out_sims = [], [], [], []
+    out_ids, out_clusters, out_codes, out_sims = [], [], [np.zeros(0, np.int64)], [np.zeros(0)]
     if sums.shape[0]:
         for ids, rows, cluster, codes in slices():
             at = as_codes(codes)
-            np.add.at(sizes, at, 1)
             out_ids.append(ids)
             out_clusters.append(cluster)
             out_codes.append(at)
             out_sims.append(np.einsum("ij,ij->i", rows.astype(np.float64), centroids[at]))
-    codes = np.concatenate(out_codes) if out_codes else np.zeros(0, np.int64)
+    codes = np.concatenate(out_codes)
     return pa.table(
         {
-            "dataset_id": pa.chunked_array(out_ids, pa.string()).combine_chunks().cast(pa.string()) if out_ids
-            else pa.array([], pa.string()),
-            "cluster": pa.chunked_array(out_clusters, pa.string()).combine_chunks() if out_clusters
-            else pa.array([], pa.string()),
-            "cluster_size": pa.array(sizes[codes]),
-            "centroid_similarity": pa.array(np.clip(np.concatenate(out_sims) if out_sims else np.zeros(0), -1.0, 1.0)),
+            "dataset_id": pa.chunked_array(out_ids, pa.string()).combine_chunks(),
+            "cluster": pa.chunked_array(out_clusters, pa.string()).combine_chunks(),
+            "cluster_size": pa.array(np.bincount(codes, minlength=sums.shape[0])[codes]),
+            "centroid_similarity": pa.array(np.clip(np.concatenate(out_sims), -1.0, 1.0)),
         }
     )
 
