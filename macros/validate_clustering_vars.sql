@@ -38,7 +38,7 @@
         {%- if given is not none and (not _is_plain_number(given) or given < -1 or given > 1) -%}
             {{ _fail_var('similarity_threshold', given, "null or a number in [-1, 1]") }}
         {%- endif -%}
-        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms', 'placement_k', 'knn_exact_max_n', 'ivf_nprobe', 'hnsw_m', 'hnsw_ef_construction', 'hnsw_ef_search', 'knn_recall_sample'] -%}
+        {%- for name in ['k_neighbors', 'target_degree', 'min_cluster_size', 'snn_k', 'chroma_page_size', 'neighborhood_k', 'cluster_top_terms', 'placement_k', 'knn_exact_max_n', 'ivf_nprobe', 'hnsw_m', 'hnsw_ef_construction', 'hnsw_ef_search', 'knn_recall_sample'] -%}
             {%- do check_positive_int_var(name) -%}
         {%- endfor -%}
         {%- set floor = var('min_edges_per_dataset') -%}
@@ -52,11 +52,18 @@
         {%- if max_size is not none and max_size < var('min_cluster_size') -%}
             {{ _fail_var('max_cluster_size', max_size, "null or at least min_cluster_size (" ~ var('min_cluster_size') ~ ")") }}
         {%- endif -%}
-        {%- for name in ['resolution', 'target_n_clusters_tolerance'] -%}
-            {%- if not _is_plain_number(var(name)) or var(name) <= 0 -%}
-                {{ _fail_var(name, var(name), "a positive number") }}
-            {%- endif -%}
-        {%- endfor -%}
+        {%- if var('resolution') != 'auto' and (not _is_plain_number(var('resolution')) or var('resolution') <= 0) -%}
+            {{ _fail_var('resolution', var('resolution'), "a positive number or auto") }}
+        {%- endif -%}
+        {%- if not _is_plain_number(var('target_n_clusters_tolerance')) or var('target_n_clusters_tolerance') <= 0 -%}
+            {{ _fail_var('target_n_clusters_tolerance', var('target_n_clusters_tolerance'), "a positive number") }}
+        {%- endif -%}
+        {%- if var('small_clusters') not in ['attach', 'dissolve'] -%}
+            {{ _fail_var('small_clusters', var('small_clusters'), "one of attach, dissolve") }}
+        {%- endif -%}
+        {%- if var('edge_weight') not in ['snn', 'cosine'] -%}
+            {{ _fail_var('edge_weight', var('edge_weight'), "one of snn, cosine") }}
+        {%- endif -%}
         {%- if var('stable_labels') is not sameas true and var('stable_labels') is not sameas false -%}
             {{ _fail_var('stable_labels', var('stable_labels'), "true or false") }}
         {%- endif -%}

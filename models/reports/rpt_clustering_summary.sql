@@ -89,6 +89,27 @@ connected_nodes as (
 
 ),
 
+clustered_graph as (
+
+    {#- the graph Leiden clustered: every kept edge (threshold or nearest-neighbour guarantee) -#}
+    select
+        count(*) as n_edges,
+        count(*) filter (where edges.is_below_threshold) as n_nearest_only,
+    from edges
+
+),
+
+unclustered_reasons as (
+
+    select
+        count(*) filter (where memberships.unclustered_reason = 'no_edge') as no_edge,
+        count(*) filter (where memberships.unclustered_reason = 'small_component') as small_component,
+        count(*) filter (where memberships.unclustered_reason = 'dissolved') as dissolved,
+        count(*) filter (where memberships.unclustered_reason = 'not_placed') as not_placed,
+    from memberships
+
+),
+
 unembedded as (
 
     select count(*) as n_unembedded
@@ -115,6 +136,9 @@ run_facts as (
         any_value(memberships.n_components) as n_components,
         any_value(memberships.target_reached) as target_reached,
         any_value(memberships.n_split) as n_split,
+        any_value(memberships.n_attached) as n_attached,
+        any_value(memberships.edge_weight) as edge_weight,
+        any_value(memberships.resolution_scan) as resolution_scan,
         any_value(memberships.labels_kept) as labels_kept,
         any_value(memberships.labels_born) as labels_born,
         any_value(memberships.labels_retired) as labels_retired,
@@ -189,9 +213,13 @@ summary as (
             {%- set given = var('similarity_threshold') %}
             similarity_threshold := {{ 'null' if given is none else given | float }},
             target_degree := {{ var('target_degree') | int }},
-            resolution := {{ var('resolution') | float }},
+            min_edges_per_dataset := {{ var('min_edges_per_dataset') | int }},
+            edge_weight := '{{ var("edge_weight") | replace("'", "''") }}',
+            snn_k := {{ var('snn_k') | int }},
+            resolution := '{{ var("resolution") | string | replace("'", "''") }}',
             random_seed := {{ var('random_seed') | int }},
             min_cluster_size := {{ var('min_cluster_size') | int }},
+            small_clusters := '{{ var("small_clusters") | replace("'", "''") }}',
             max_cluster_size := {{ 'null' if var('max_cluster_size') is none else var('max_cluster_size') | int }},
             target_n_clusters := {{ 'null' if var('target_n_clusters') is none else var('target_n_clusters') | int }},
             neighborhood_k := {{ var('neighborhood_k') | int }}
@@ -215,8 +243,11 @@ summary as (
         struct_pack(
             nodes := threshold.n_nodes,
             candidate_pairs := threshold.n_candidate_pairs,
-            edges := threshold.n_edges,
-            mean_degree := threshold.mean_degree,
+            edges_above_threshold := threshold.n_edges,
+            edges_nearest_only := clustered_graph.n_nearest_only,
+            edges := clustered_graph.n_edges,
+            mean_degree := 2.0 * clustered_graph.n_edges / nullif(threshold.n_nodes, 0),
+            edge_weight := run_facts.edge_weight,
             isolated_nodes := threshold.n_nodes - connected_nodes.n_connected,
             connected_components := run_facts.n_components
         ) as graph,
@@ -225,7 +256,9 @@ summary as (
             resolution_used := run_facts.leiden_resolution,
             target_reached := run_facts.target_reached,
             oversize_clusters_split := run_facts.n_split,
-            modularity := run_facts.modularity
+            datasets_attached_from_small_communities := run_facts.n_attached,
+            modularity := run_facts.modularity,
+            resolution_scan := cast(run_facts.resolution_scan as json)
         ) as leiden,
         struct_pack(
             n_clusters := cluster_stats.n_clusters,
@@ -245,6 +278,13 @@ summary as (
         ) as labels,
         described.clusters_described,
         run_facts.n_unclustered as datasets_unclustered,
+        struct_pack(
+            no_embedding := unembedded.n_unembedded,
+            no_edge := unclustered_reasons.no_edge,
+            small_component := unclustered_reasons.small_component,
+            dissolved := unclustered_reasons.dissolved,
+            not_placed := unclustered_reasons.not_placed
+        ) as unclustered_by_reason,
         run_facts.n_singletons as datasets_without_community,
         unembedded.n_unembedded as datasets_without_embedding,
         orphan_embeddings.n_orphans as embeddings_without_dataset_row,
@@ -254,6 +294,8 @@ summary as (
     cross join cluster_stats
     cross join typed_clusters
     cross join connected_nodes
+    cross join clustered_graph
+    cross join unclustered_reasons
     cross join unembedded
     cross join orphan_embeddings
     cross join described

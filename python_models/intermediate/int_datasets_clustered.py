@@ -1,4 +1,4 @@
-"""Leiden communities of the thresholded similarity graph, one row per embedded dataset."""
+"""Leiden communities of the k-NN graph (thresholded, nearest edges kept), one row per embedded dataset."""
 
 from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.progress import dbt_progress
@@ -11,6 +11,9 @@ def model(dbt, session):
     resolution = dbt.config.get("resolution")
     random_seed = dbt.config.get("random_seed")
     min_cluster_size = dbt.config.get("min_cluster_size")
+    small_clusters = dbt.config.get("small_clusters")
+    edge_weight = dbt.config.get("edge_weight")
+    snn_k = dbt.config.get("snn_k")
     max_cluster_size = dbt.config.get("max_cluster_size")
     target_n_clusters = dbt.config.get("target_n_clusters")
     target_n_clusters_tolerance = dbt.config.get("target_n_clusters_tolerance")
@@ -32,6 +35,7 @@ def model(dbt, session):
             progress=dbt_progress("int_datasets_clustered"),
         )
     edges = dbt.ref("int_graph_edges_filtered")
+    neighbors = dbt.ref("int_dataset_neighbors_searched")
     registry = dbt.source("clustering_state", "cluster_label_registry")
     return cluster_memberships(
         embeddings.select("dataset_id").order("dataset_id").to_arrow_table(),
@@ -39,6 +43,12 @@ def model(dbt, session):
         resolution=resolution,
         seed=random_seed,
         min_cluster_size=min_cluster_size,
+        small_clusters=small_clusters,
+        edge_weight=edge_weight,
+        # the shared-neighbour sets: each dataset's snn_k nearest (rank order is all the weights need)
+        neighbors=None if edge_weight == "cosine" else neighbors.filter(f"neighbor_rank <= {int(snn_k)}")
+        .select("dataset_id, neighbor_id, neighbor_rank").to_arrow_table(),
+        snn_k=snn_k,
         max_cluster_size=max_cluster_size,
         target_n_clusters=target_n_clusters,
         target_tolerance=target_n_clusters_tolerance,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from dataclasses import dataclass, field
 
 import igraph as ig
@@ -14,9 +13,25 @@ import numpy as np
 from .errors import ClusteringInputError
 from .validation import choice, nonnegative_int, optional_positive_int, positive_float, positive_int
 
-__all__ = ["LEIDEN_BACKENDS", "ClusteringResult", "build_graph", "cluster_labels", "leiden_cluster"]
+__all__ = [
+    "LEIDEN_BACKENDS",
+    "SMALL_CLUSTER_POLICIES",
+    "ClusteringResult",
+    "attach_small_communities",
+    "build_graph",
+    "cluster_labels",
+    "leiden_cluster",
+    "stability_scan",
+]
 
 LEIDEN_BACKENDS = ("igraph", "leidenalg")
+SMALL_CLUSTER_POLICIES = ("attach", "dissolve")
+# The resolutions a label-free choice ('auto') scans, and the seeds each is run with.
+STABILITY_GRID = tuple(round(2.0 ** (e / 2), 4) for e in range(-4, 7))  # 0.25 .. 8, x sqrt(2) apart
+STABILITY_SEEDS = 3
+# target_n_clusters: resolutions searched stay inside this range; past it a partition says more
+# about the graph's components than about a resolution.
+_TARGET_RESOLUTION_RANGE = (1e-4, 1e4)
 
 NO_CLUSTER = -1
 _MAX_SPLIT_DOUBLINGS = 40  # resolution x 2**40: every node alone long before
@@ -35,24 +50,37 @@ class ClusteringResult:
     clusters
         ``int64`` array, one entry per node: the cluster number (0 = the
         largest cluster, ties broken by the smallest node index), or ``-1``
-        where the node's community was dissolved (smaller than
-        ``min_cluster_size``).
+        where the node is left unclustered (see ``unclustered_reason``).
     communities
-        ``int64`` array: the Leiden community of every node before
-        dissolving (after oversize clusters were split).
+        ``int64`` array: the Leiden community of every node after oversize
+        clusters were split, before the small-cluster rule.
     resolution
         The resolution used (the searched one when ``target_n_clusters`` was
-        given).
+        given, the scanned one when it was ``'auto'``).
     modularity
-        Weighted modularity (resolution 1) of ``communities`` on the graph;
-        NaN for a graph without edges.
+        Weighted modularity (resolution 1) of the final clusters on the graph
+        (every unclustered node a community of its own); NaN for a graph
+        without edges.
     n_components
         Connected components of the graph (isolated nodes count as one each).
     target_reached
-        Whether the cluster count landed within tolerance of
-        ``target_n_clusters`` (None when no target was given).
+        True when ``target_n_clusters`` was given (an unreachable target
+        raises), None otherwise.
     n_split
         How many oversize clusters were split (``max_cluster_size``).
+    n_attached
+        Nodes whose too-small community was attached to a neighbouring
+        cluster (``small_clusters='attach'``).
+    unclustered_reason
+        Object array, one entry per node: None for a clustered node, else
+        ``'no_edge'`` (the graph gives it no neighbour), ``'small_component'``
+        (its connected component is smaller than ``min_cluster_size``, so it
+        has no cluster to join) or ``'dissolved'`` (its community was smaller
+        than ``min_cluster_size`` and ``small_clusters='dissolve'``).
+    search
+        ``(resolution, count)`` of each step of the ``target_n_clusters`` search.
+    scan
+        The label-free scan of ``resolution='auto'`` (see :func:`stability_scan`).
     """
 
     clusters: np.ndarray
@@ -62,7 +90,10 @@ class ClusteringResult:
     n_components: int
     target_reached: bool | None = None
     n_split: int = 0
+    n_attached: int = 0
+    unclustered_reason: np.ndarray | None = None
     search: list[tuple[float, int]] = field(default_factory=list)
+    scan: list[dict] = field(default_factory=list)
 
     @property
     def n_clusters(self) -> int:
@@ -153,37 +184,202 @@ def _canonical(membership) -> np.ndarray:
     return rank[inverse.ravel()]
 
 
-def _count_clusters(communities: np.ndarray, min_size: int) -> int:
-    sizes = np.bincount(communities)
+def attach_small_communities(
+    graph: ig.Graph, communities: np.ndarray, min_size: int, max_size: int | None = None
+) -> np.ndarray:
+    """Merge every community smaller than ``min_size`` into the neighbour holding most of its edge weight.
+
+    Rounds repeat until no small community can move. A small community moves
+    only towards a larger one (by size, then by the smaller community
+    number), so two small communities never swap; it joins another small one
+    when that is where its weight goes, and the pair moves on together in a
+    later round (a move whose target is itself moving waits a round). With
+    ``max_size``, a move that would make its target larger than ``max_size``
+    is not made (the next-heaviest neighbour that fits is taken instead).
+    Communities left below ``min_size`` (a connected component smaller than
+    ``min_size``, or one whose every neighbour is full) are returned as they
+    are.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new ``int64`` community array (the input is not modified).
+    """
+    communities = np.asarray(communities, dtype=np.int64).copy()
+    if graph.ecount() == 0 or min_size <= 1:
+        return communities
+    edges = np.asarray(graph.get_edgelist(), dtype=np.int64)
+    weights = np.asarray(graph.es["weight"], dtype=np.float64)
+    src = np.concatenate([edges[:, 0], edges[:, 1]])
+    dst = np.concatenate([edges[:, 1], edges[:, 0]])
+    both = np.concatenate([weights, weights])
+    for _ in range(communities.size):
+        sizes = np.bincount(communities)
+        c_src, c_dst = communities[src], communities[dst]
+        out = (sizes[c_src] < min_size) & (c_src != c_dst)
+        if not out.any():
+            break
+        width = np.int64(sizes.size)
+        keys, inverse = np.unique(c_src[out] * width + c_dst[out], return_inverse=True)
+        total = np.bincount(inverse, weights=both[out])
+        small, other = keys // width, keys % width
+        fits = (sizes[other] > sizes[small]) | ((sizes[other] == sizes[small]) & (other < small))
+        if max_size is not None:
+            fits &= sizes[other] + sizes[small] <= max_size
+        small, other, total = small[fits], other[fits], total[fits]
+        if not small.size:
+            break
+        # each small community's heaviest neighbour (ties: the larger, then the lower number)
+        order = np.lexsort((other, -sizes[other], -total, small))
+        small, other = small[order], other[order]
+        first = np.r_[True, small[1:] != small[:-1]]
+        small, other = small[first], other[first]
+        settled = ~np.isin(other, small)  # a target that moves this round waits: its own move comes first
+        small, other = small[settled], other[settled]
+        if max_size is not None:  # several small ones into one target: take them while they fit
+            order = np.lexsort((small, other))
+            small, other = small[order], other[order]
+            new_group = np.r_[True, other[1:] != other[:-1]]
+            running = np.cumsum(sizes[small])  # members moved so far, over all groups
+            group_start = np.r_[0, running][np.flatnonzero(new_group)]
+            within = running - group_start[np.cumsum(new_group) - 1]  # members moved into this target so far
+            keep = sizes[other] + within <= max_size
+            small, other = small[keep], other[keep]
+        if not small.size:
+            break
+        relabel = np.arange(sizes.size, dtype=np.int64)
+        relabel[small] = other
+        communities = relabel[communities]
+    return communities
+
+
+def _final_labels(graph, communities, min_size, policy, max_size=None):
+    """Cluster numbers after the small-cluster rule: by size, -1 where a community stays too small."""
+    if policy == "attach":
+        communities = attach_small_communities(graph, communities, min_size, max_size)
+    return cluster_labels(communities, min_size), communities
+
+
+def _n_clusters(labels: np.ndarray) -> int:
+    return int(labels.max(initial=NO_CLUSTER) + 1)
+
+
+def _component_floor(graph: ig.Graph, min_size: int) -> int:
+    """Clusters no resolution can go below: components of at least ``min_size`` nodes (Leiden never joins two)."""
+    sizes = np.asarray(graph.connected_components().sizes())
     return int((sizes >= min_size).sum())
 
 
-def _search_resolution(graph, start, seed, target, tolerance, min_size, backend):
-    """Geometric bisection on the resolution until the cluster count is within tolerance."""
+def _search_resolution(graph, start, seed, target, tolerance, min_size, policy, backend):
+    """Geometric bisection on the resolution until the cluster count is within tolerance.
+
+    Raises :class:`~mdc_clustering.errors.ClusteringInputError` naming the
+    closest count reached (and the graph's component count) when no
+    resolution inside ``_TARGET_RESOLUTION_RANGE`` gives a count within
+    tolerance.
+    """
+    low_bound, high_bound = _TARGET_RESOLUTION_RANGE
+    floor = _component_floor(graph, min_size)
+    if target + tolerance < floor:
+        raise ClusteringInputError(
+            f"target_n_clusters={target} cannot be reached: the graph has {floor} connected components of at "
+            f"least min_cluster_size={min_size} datasets, and Leiden never joins two components, so every "
+            f"resolution gives {floor} clusters or more. Ask for at least {floor} clusters, or connect the graph: "
+            "raise min_edges_per_dataset (each dataset keeps its edges to that many nearest neighbours) or "
+            "target_degree, or lower similarity_threshold."
+        )
     lo, hi = None, None
-    resolution = start
+    resolution = min(max(start, low_bound), high_bound)
     tried: list[tuple[float, int, np.ndarray]] = []
-    for _ in range(30):
+    for _ in range(40):
         communities = _leiden(graph, resolution, seed, backend=backend)
-        count = _count_clusters(communities, min_size)
+        labels, _ = _final_labels(graph, communities, min_size, policy)
+        count = _n_clusters(labels)
         tried.append((resolution, count, communities))
         if abs(count - target) <= tolerance:
-            return resolution, communities, True, tried
+            return resolution, communities, tried
         if count < target:
             lo = resolution
             resolution = resolution * 4 if hi is None else math.sqrt(lo * hi)
         else:
             hi = resolution
             resolution = resolution / 4 if lo is None else math.sqrt(lo * hi)
+        if resolution < low_bound or resolution > high_bound:
+            break
         if hi is not None and lo is not None and hi / lo < 1.0001:
             break
     best = min(tried, key=lambda t: (abs(t[1] - target), t[0]))
-    warnings.warn(
-        f"target_n_clusters={target}: no resolution gave a count within {tolerance}; "
-        f"using resolution {best[0]:.6g} with {best[1]} clusters",
-        stacklevel=3,
+    why = (
+        f"the count jumps from {max((t[1] for t in tried if t[1] < target), default=floor)} to "
+        f"{min((t[1] for t in tried if t[1] > target), default=best[1])} between two resolutions less than "
+        "0.01% apart (the graph has no partition in between)"
+        if lo is not None and hi is not None
+        else f"no resolution in [{low_bound:g}, {high_bound:g}] gets there"
     )
-    return best[0], best[2], False, tried
+    raise ClusteringInputError(
+        f"target_n_clusters={target} (tolerance {tolerance}) was not reached: the closest was {best[1]} "
+        f"clusters at resolution {best[0]:.6g}; {why}. The graph has {floor} components of at least "
+        f"min_cluster_size={min_size} datasets. Set target_n_clusters to a reachable count, widen "
+        "target_n_clusters_tolerance, or set target_n_clusters: null and choose resolution instead."
+    )
+
+
+def stability_scan(
+    graph: ig.Graph,
+    *,
+    seed: int = 42,
+    min_cluster_size: int = 2,
+    small_clusters: str = "attach",
+    backend: str = "igraph",
+    grid: tuple[float, ...] = STABILITY_GRID,
+    n_seeds: int = STABILITY_SEEDS,
+) -> tuple[float, list[dict]]:
+    """Choose a resolution without labels: the one whose partitions agree most across seeds.
+
+    For each resolution of ``grid``, Leiden runs from ``n_seeds`` seeds
+    (``seed``, ``seed + 1``, ...) and the partitions (after the small-cluster
+    rule) are compared pairwise by the adjusted Rand index. A resolution at
+    which the graph has a clear community structure gives the same partition
+    whatever the seed; one between two structures flips between them.
+    Resolutions whose partitions have fewer than two clusters are skipped
+    (one cluster is trivially stable). Ties (within 0.002) go to the
+    resolution nearest 1.
+
+    Returns
+    -------
+    (float, list of dict)
+        The chosen resolution, and one row per resolution scanned:
+        ``resolution``, ``stability`` (mean pairwise ARI), ``n_clusters``
+        (of the first seed's partition), ``modularity`` (at resolution 1).
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    scan = []
+    for resolution in grid:
+        labels = []
+        for offset in range(n_seeds):
+            communities = _leiden(graph, resolution, seed + offset, backend=backend)
+            labels.append(_final_labels(graph, communities, min_cluster_size, small_clusters)[0])
+        n_clusters = _n_clusters(labels[0])
+        agree = [
+            adjusted_rand_score(labels[i], labels[j]) for i in range(n_seeds) for j in range(i + 1, n_seeds)
+        ]
+        modularity = graph.modularity(labels[0].tolist(), weights="weight") if graph.ecount() else float("nan")
+        scan.append(
+            {
+                "resolution": float(resolution),
+                "stability": float(np.mean(agree)) if agree else 1.0,
+                "n_clusters": n_clusters,
+                "modularity": float(modularity),
+            }
+        )
+    usable = [row for row in scan if row["n_clusters"] >= 2]
+    if not usable:
+        return 1.0, scan
+    top = max(row["stability"] for row in usable)
+    near = [row for row in usable if row["stability"] >= top - 0.002]
+    chosen = min(near, key=lambda row: (abs(math.log(row["resolution"])), row["resolution"]))
+    return chosen["resolution"], scan
 
 
 def _gentlest_split(sub: ig.Graph, resolution: float, seed: int, backend: str) -> tuple[np.ndarray, float]:
@@ -266,10 +462,11 @@ def cluster_labels(communities: np.ndarray, min_size: int) -> np.ndarray:
 
 def leiden_cluster(
     graph: ig.Graph,
-    resolution: float = 1.0,
+    resolution: float | str = 1.0,
     *,
     seed: int = 42,
     min_cluster_size: int = 2,
+    small_clusters: str = "attach",
     max_cluster_size: int | None = None,
     target_n_clusters: int | None = None,
     target_tolerance: float = 0.1,
@@ -285,14 +482,22 @@ def leiden_cluster(
         :func:`build_graph`). Isolated nodes are allowed.
     resolution
         Resolution of the modularity objective (``RBConfigurationVertexPartition``);
-        higher gives more, smaller clusters. The start of the search when
-        ``target_n_clusters`` is given.
+        higher gives more, smaller clusters. ``'auto'``: chosen without labels
+        by :func:`stability_scan`. The start of the search when
+        ``target_n_clusters`` is given (1.0 when ``'auto'``).
     seed
         Seeds the backend's own random generator (``leidenalg``'s ``seed=``,
         or a ``random.Random(seed)`` handed to igraph for the call): the
         same graph and seed give the same clusters.
     min_cluster_size
-        Communities with fewer nodes are dissolved: their nodes get ``-1``.
+        Smallest cluster kept; what happens to smaller communities is
+        ``small_clusters``.
+    small_clusters
+        ``'attach'``: a community smaller than ``min_cluster_size`` joins the
+        neighbouring cluster holding most of its edge weight
+        (:func:`attach_small_communities`); only a connected component
+        smaller than ``min_cluster_size`` stays unclustered. ``'dissolve'``:
+        its nodes get ``-1``.
     max_cluster_size
         When given, every community larger than this is split by running
         Leiden on its induced subgraph at the smallest resolution (found by
@@ -300,8 +505,12 @@ def leiden_cluster(
         parts; pieces still too large are split again, until none is.
     target_n_clusters
         When given, the resolution is searched (geometric bisection) until the
-        number of clusters of at least ``min_cluster_size`` nodes is within
-        ``max(1, round(target_tolerance * target_n_clusters))`` of it.
+        number of clusters (after the small-cluster rule) is within
+        ``max(1, round(target_tolerance * target_n_clusters))`` of it. A
+        target below the number of connected components of at least
+        ``min_cluster_size`` nodes, or one no resolution in ``[1e-4, 1e4]``
+        reaches, raises :class:`~mdc_clustering.errors.ClusteringInputError`
+        naming the closest count reached and why.
     target_tolerance
         Relative tolerance for ``target_n_clusters``.
     initial_membership
@@ -313,16 +522,18 @@ def leiden_cluster(
         Not used by the ``target_n_clusters`` search.
     backend
         ``igraph`` (igraph's built-in ``community_leiden``, objective
-        modularity; ~10x faster) or ``leidenalg``
-        (``RBConfigurationVertexPartition``): the same objective.
+        modularity) or ``leidenalg`` (``RBConfigurationVertexPartition``):
+        the same objective.
 
     Returns
     -------
     ClusteringResult
     """
-    resolution = positive_float("resolution", resolution)
+    auto = isinstance(resolution, str) and resolution.strip().lower() == "auto"
+    resolution = 1.0 if auto else positive_float("resolution", resolution)
     seed = nonnegative_int("random_seed", seed)
     min_cluster_size = positive_int("min_cluster_size", min_cluster_size)
+    small_clusters = choice("small_clusters", small_clusters, SMALL_CLUSTER_POLICIES)
     max_cluster_size = optional_positive_int("max_cluster_size", max_cluster_size)
     target_n_clusters = optional_positive_int("target_n_clusters", target_n_clusters)
     backend = choice("leiden_backend", backend, LEIDEN_BACKENDS)
@@ -335,13 +546,19 @@ def leiden_cluster(
 
     target_reached = None
     search: list[tuple[float, int]] = []
+    scan: list[dict] = []
     if target_n_clusters is not None:
         tolerance = max(1, round(positive_float("target_n_clusters_tolerance", target_tolerance) * target_n_clusters))
-        resolution, communities, target_reached, tried = _search_resolution(
-            graph, resolution, seed, target_n_clusters, tolerance, min_cluster_size, backend
+        resolution, communities, tried = _search_resolution(
+            graph, resolution, seed, target_n_clusters, tolerance, min_cluster_size, small_clusters, backend
         )
+        target_reached = True
         search = [(r, c) for r, c, _ in tried]
     else:
+        if auto:
+            resolution, scan = stability_scan(
+                graph, seed=seed, min_cluster_size=min_cluster_size, small_clusters=small_clusters, backend=backend
+            )
         initial = None
         if initial_membership is not None:
             _, initial_codes = np.unique(np.asarray(initial_membership), return_inverse=True)
@@ -360,17 +577,32 @@ def leiden_cluster(
     if max_cluster_size is not None:
         communities, n_split = _split_oversize(graph, communities, max_cluster_size, resolution, seed, backend)
 
+    clusters, attached = _final_labels(graph, communities, min_cluster_size, small_clusters, max_cluster_size)
+    n_attached = int((attached != communities).sum())
+    reason = np.full(clusters.size, None, dtype=object)
+    if clusters.size:
+        unclustered = clusters == NO_CLUSTER
+        degree = np.asarray(graph.degree())
+        component = np.asarray(graph.connected_components().membership)
+        small_component = np.bincount(component)[component] < min_cluster_size
+        reason[unclustered & small_component] = "small_component"
+        reason[unclustered & ~small_component] = "dissolved"
+        reason[unclustered & (degree == 0)] = "no_edge"
     if graph.ecount():
-        modularity = graph.modularity(communities.tolist(), weights="weight")
+        final = np.where(clusters == NO_CLUSTER, clusters.max(initial=-1) + 1 + np.arange(clusters.size), clusters)
+        modularity = graph.modularity(final.tolist(), weights="weight")
     else:
         modularity = float("nan")
     return ClusteringResult(
-        clusters=cluster_labels(communities, min_cluster_size),
+        clusters=clusters,
         communities=communities,
         resolution=resolution,
         modularity=modularity,
         n_components=len(graph.connected_components()),
         target_reached=target_reached,
         n_split=n_split,
+        n_attached=n_attached,
+        unclustered_reason=reason,
         search=search,
+        scan=scan,
     )

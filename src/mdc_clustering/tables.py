@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 
@@ -28,6 +29,7 @@ from .knn import (
 from .labels import match_labels
 from .leiden import NO_CLUSTER, build_graph, leiden_cluster
 from .placement import place_by_vote
+from .snn import EDGE_WEIGHTS, neighbor_sets, shared_neighbor_weights
 
 __all__ = [
     "centroid_similarities",
@@ -335,13 +337,53 @@ def _node_index(node_ids: pa.Array, column: pa.ChunkedArray, name: str) -> np.nd
     return index.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def _constant(value, arrow_type: pa.DataType, n: int) -> pa.Array:
+    """One value on ``n`` rows as a dictionary of it: one zero byte a row, not a filled column."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array([value], arrow_type))
+
+
+def edge_weights(
+    node_ids: pa.Array,
+    sources: np.ndarray,
+    targets: np.ndarray,
+    similarities: np.ndarray,
+    *,
+    method: str = "cosine",
+    neighbors: pa.Table | None = None,
+    snn_k: int = 15,
+) -> np.ndarray:
+    """The weight of each graph edge: its cosine similarity, or its shared-neighbour (Jaccard) weight.
+
+    ``neighbors`` (``dataset_id``, ``neighbor_id``, ``neighbor_rank``) is the
+    k-NN table, needed for ``method='snn'``: see
+    :func:`mdc_clustering.snn.shared_neighbor_weights` for the rule.
+    """
+    from .validation import choice, positive_int
+
+    method = choice("edge_weight", method, EDGE_WEIGHTS)
+    if method == "cosine":
+        return np.asarray(similarities, dtype=np.float64)
+    snn_k = positive_int("snn_k", snn_k)
+    if neighbors is None:
+        raise ClusteringInputError("edge_weight 'snn' needs the k-NN table (neighbors)")
+    rows = _node_index(node_ids, neighbors.column("dataset_id"), "dataset_id")
+    others = _node_index(node_ids, neighbors.column("neighbor_id"), "neighbor_id")
+    ranks = neighbors.column("neighbor_rank").to_numpy().astype(np.int64)
+    sets = neighbor_sets(len(node_ids), rows, others, ranks, snn_k)
+    return shared_neighbor_weights(sources, targets, sets)
+
+
 def cluster_memberships(
     nodes: pa.Table,
     edges: pa.Table,
     *,
-    resolution: float = 1.0,
+    resolution: float | str = 1.0,
     seed: int = 42,
     min_cluster_size: int = 2,
+    small_clusters: str = "attach",
+    edge_weight: str = "cosine",
+    neighbors: pa.Table | None = None,
+    snn_k: int = 15,
     max_cluster_size: int | None = None,
     target_n_clusters: int | None = None,
     target_tolerance: float = 0.1,
@@ -359,10 +401,14 @@ def cluster_memberships(
     nodes
         Table with a ``dataset_id`` column: every dataset of the graph.
     edges
-        Table ``source_id``, ``target_id``, ``weight``: one row per
-        undirected pair (as built by the ``int_graph_edges_filtered`` model).
-    resolution, seed, min_cluster_size, max_cluster_size, target_n_clusters, target_tolerance
+        Table ``source_id``, ``target_id``, ``weight`` (the pair's cosine
+        similarity): one row per undirected pair (as built by the
+        ``int_graph_edges_filtered`` model).
+    resolution, seed, min_cluster_size, small_clusters, max_cluster_size, target_n_clusters, target_tolerance
         See :func:`mdc_clustering.leiden.leiden_cluster`.
+    edge_weight, neighbors, snn_k
+        How edges are weighted for Leiden: see :func:`edge_weights` (the
+        dbt project's default is ``snn``, with the k-NN table).
     previous
         ``dataset_id``, ``cluster``: the previous run's labels (the
         ``datasets`` table before this run).
@@ -384,12 +430,16 @@ def cluster_memberships(
     pyarrow.Table
         ``dataset_id``; ``cluster`` (label; null when dissolved);
         ``cluster_number`` (0 = largest this run); ``label_status`` ('kept'
-        or 'born'); ``previous_cluster``; ``community`` (Leiden community
-        before dissolving) and ``community_size``; and, repeated on every
-        row, the run's ``leiden_resolution``, ``modularity``,
-        ``n_components``, ``target_reached``, ``n_split`` and the label
-        counts ``labels_kept``, ``labels_born``, ``labels_retired``,
-        ``clusters_split``, ``clusters_merged``, ``share_kept_label``.
+        or 'born'); ``previous_cluster``; ``unclustered_reason`` (see
+        :class:`mdc_clustering.leiden.ClusteringResult`); ``community``
+        (Leiden community before the small-cluster rule) and
+        ``community_size``; and, the same on every row, the run's
+        ``leiden_resolution``, ``modularity``, ``n_components``,
+        ``target_reached``, ``n_split``, ``n_attached``, ``edge_weight``,
+        ``resolution_scan`` (JSON list, ``resolution='auto'`` only), and
+        the label counts ``labels_kept``, ``labels_born``,
+        ``labels_retired``, ``clusters_split``, ``clusters_merged``,
+        ``share_kept_label``.
     """
     started = time.perf_counter()
     node_ids = nodes.column("dataset_id").combine_chunks()
@@ -397,12 +447,15 @@ def cluster_memberships(
         raise ClusteringInputError("no datasets to cluster: the embeddings table is empty")
     sources = _node_index(node_ids, edges.column("source_id"), "source_id")
     targets = _node_index(node_ids, edges.column("target_id"), "target_id")
-    weights = edges.column("weight").to_numpy().astype(np.float64)
-    positive = weights > 0
+    similarities = edges.column("weight").to_numpy().astype(np.float64)
+    weights = edge_weights(
+        node_ids, sources, targets, similarities, method=edge_weight, neighbors=neighbors, snn_k=snn_k
+    )
+    positive = (weights > 0) & (similarities > 0)
     if not positive.all() and progress is not None:
         progress(
-            f"{int((~positive).sum())} edges with similarity <= 0 left out of the graph "
-            "(Leiden needs positive weights; raise the threshold to drop them earlier)",
+            f"{int((~positive).sum())} edges with similarity or weight <= 0 left out of the graph "
+            "(Leiden needs positive weights)",
             final=True,
         )
     sources, targets, weights = sources[positive], targets[positive], weights[positive]
@@ -430,6 +483,7 @@ def cluster_memberships(
         resolution,
         seed=seed,
         min_cluster_size=min_cluster_size,
+        small_clusters=small_clusters,
         max_cluster_size=max_cluster_size,
         target_n_clusters=target_n_clusters,
         target_tolerance=target_tolerance,
@@ -459,6 +513,7 @@ def cluster_memberships(
             "cluster_number": pa.array(result.clusters, mask=result.clusters == NO_CLUSTER),
             "label_status": status,
             "previous_cluster": pa.array(previous_labels, pa.string()),
+            "unclustered_reason": pa.array(result.unclustered_reason.tolist(), pa.string()),
             "community": pa.array(result.communities),
             "community_size": pa.array(community_size.astype(np.int64)),
             "leiden_resolution": pa.array(np.full(n, result.resolution)),
@@ -466,6 +521,9 @@ def cluster_memberships(
             "n_components": pa.array(np.full(n, result.n_components, dtype=np.int64)),
             "target_reached": pa.array([result.target_reached] * n, pa.bool_()),
             "n_split": pa.array(np.full(n, result.n_split, dtype=np.int64)),
+            "n_attached": _constant(result.n_attached, pa.int64(), n),
+            "edge_weight": _constant(edge_weight, pa.string(), n),
+            "resolution_scan": _constant(json.dumps(result.scan) if result.scan else None, pa.string(), n),
             "labels_kept": pa.array(np.full(n, matching.kept if warm else 0, dtype=np.int64)),
             "labels_born": pa.array(np.full(n, matching.born, dtype=np.int64)),
             "labels_retired": pa.array(np.full(n, matching.retired if warm else 0, dtype=np.int64)),
@@ -479,7 +537,8 @@ def cluster_memberships(
     )
     if progress is not None:
         progress(
-            f"{result.n_clusters} clusters, {int((result.clusters == NO_CLUSTER).sum())} datasets unclustered, "
+            f"{result.n_clusters} clusters, {int((result.clusters == NO_CLUSTER).sum())} datasets unclustered "
+            f"({result.n_attached} attached from too-small communities), "
             f"modularity {result.modularity:.3f}, resolution {result.resolution:.4g}, "
             f"labels kept {matching.kept if warm else 0} / born {matching.born} "
             f"in {time.perf_counter() - started:.1f}s",
@@ -554,6 +613,9 @@ def place_new_datasets(
             "cluster_number": pa.nulls(n, pa.int64()),
             "label_status": pa.array(status, pa.string()),
             "previous_cluster": pa.array(previous_labels, pa.string()),
+            "unclustered_reason": pa.array(
+                [None if label is not None else "not_placed" for label in labels], pa.string()
+            ),
             "community": pa.nulls(n, pa.int64()),
             "community_size": pa.nulls(n, pa.int64()),
             "leiden_resolution": nulls_f,
@@ -561,6 +623,9 @@ def place_new_datasets(
             "n_components": pa.nulls(n, pa.int64()),
             "target_reached": pa.nulls(n, pa.bool_()),
             "n_split": pa.nulls(n, pa.int64()),
+            "n_attached": pa.nulls(n, pa.int64()),
+            "edge_weight": pa.nulls(n, pa.string()),
+            "resolution_scan": pa.nulls(n, pa.string()),
             "labels_kept": pa.array(np.full(n, len(label_list), dtype=np.int64)),
             "labels_born": pa.array(np.zeros(n, dtype=np.int64)),
             "labels_retired": pa.array(np.zeros(n, dtype=np.int64)),

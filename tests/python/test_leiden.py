@@ -154,7 +154,7 @@ def test_non_positive_edges_are_left_out_not_fatal():
     lines = []
     table = cluster_memberships(nodes, edges, progress=lambda m, **k: lines.append(m))
     assert table.column("cluster").to_pylist() == ["cluster_0", "cluster_0", None]
-    assert any("1 edges with similarity <= 0 left out" in line for line in lines)
+    assert any("1 edges with similarity or weight <= 0 left out" in line for line in lines)
     with pytest.raises(ValueError, match="must be positive"):
         build_graph(2, np.array([0]), np.array([1]), np.array([-0.5]))
 
