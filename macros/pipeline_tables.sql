@@ -47,8 +47,18 @@
                 retired_at timestamp,
                 size bigint,
                 status varchar
+            );
+            create table if not exists clustering_state.full_run_datasets (
+                dataset_id varchar primary key,
+                run_id varchar,
+                run_started_at timestamp,
+                cluster varchar,
+                unclustered_reason varchar
             )
         ") -%}
+        {%- do adapter.cache_added(api.Relation.create(
+            database=target.database, schema='clustering_state', identifier='full_run_datasets', type='table'
+        )) -%}
         {%- do adapter.cache_added(api.Relation.create(
             database=target.database, schema='clustering_state', identifier='cluster_label_registry', type='table'
         )) -%}

@@ -26,10 +26,12 @@ def model(dbt, session):
     embeddings = dbt.ref("stg_chroma__embeddings")
     datasets = dbt.ref("stg_pipeline__datasets")
     if clustering_mode == "place_new":
-        # Only datasets without a cluster are placed; the graph and Leiden are not touched.
+        # Only datasets new since the last full run are placed; the graph and Leiden are not touched.
+        seen = dbt.source("clustering_state", "full_run_datasets")
         return place_new_datasets(
             read_embeddings(embeddings),
             datasets.select("dataset_id, cluster").to_arrow_table(),
+            seen=seen.select("dataset_id, unclustered_reason").to_arrow_table(),
             k=placement_k,
             min_share=placement_min_share,
             progress=dbt_progress("int_datasets_clustered"),

@@ -551,15 +551,25 @@ def place_new_datasets(
     embeddings: Embeddings | pa.Table,
     previous: pa.Table,
     *,
+    seen: pa.Table | None = None,
     k: int = 15,
     min_share: float = 0.5,
     progress: Progress = None,
 ) -> pa.Table:
-    """Keep every existing membership; place only the datasets without a cluster.
+    """Keep every existing membership; place only the datasets that are new since the last full run.
 
-    Each embedded dataset whose previous cluster is NULL is placed by
+    Each embedded dataset whose previous cluster is NULL and that the last
+    full run did not see (not in ``seen``) is placed by
     :func:`mdc_clustering.placement.place_by_vote` among the embedded
-    datasets that have a cluster; the rest keep their label untouched.
+    datasets that have a cluster; the rest keep their label untouched, and a
+    dataset the last full run left unclustered stays unclustered (with the
+    reason that run gave) until the next full run.
+
+    Parameters
+    ----------
+    seen
+        ``dataset_id``, ``unclustered_reason``: the datasets the last full
+        run clustered (``clustering_state.full_run_datasets``); None = none.
 
     Returns
     -------
@@ -580,6 +590,12 @@ def place_new_datasets(
     previous_arrow = _previous_labels(ids, previous)
     previous_labels: list[str | None] = previous_arrow.to_pylist()
     clustered = pc.is_valid(previous_arrow).to_numpy(zero_copy_only=False).astype(bool)
+    seen_reason: list[str | None] = [None] * n
+    was_seen = np.zeros(n, dtype=bool)
+    if seen is not None and seen.num_rows:
+        at = pc.index_in(ids, value_set=seen.column("dataset_id").combine_chunks())
+        was_seen = pc.is_valid(at).to_numpy(zero_copy_only=False).astype(bool)
+        seen_reason = seen.column("unclustered_reason").combine_chunks().take(at).to_pylist()
     if not clustered.any():
         raise ClusteringInputError(
             "clustering_mode 'place_new' needs a previous full run: no embedded dataset has a cluster yet. "
@@ -589,7 +605,8 @@ def place_new_datasets(
     label_list = sorted({label for label in previous_labels if label is not None})
     code_of = {label: i for i, label in enumerate(label_list)}
     clustered_rows = np.flatnonzero(clustered)
-    new_rows = np.flatnonzero(~clustered)
+    new_rows = np.flatnonzero(~clustered & ~was_seen)
+    kept_unclustered = np.flatnonzero(~clustered & was_seen)
     codes, shares = place_by_vote(
         matrix[new_rows],
         matrix[clustered_rows],
@@ -604,6 +621,9 @@ def place_new_datasets(
             labels[row] = label_list[code]
             status[row] = "placed"
     placed = int((codes >= 0).sum())
+    reasons: list[str | None] = [None if label is not None else "not_placed" for label in labels]
+    for row in kept_unclustered.tolist():  # left unclustered by the last full run: its reason stands
+        reasons[row] = seen_reason[row] or "no_edge"
     seconds = time.perf_counter() - started
     nulls_f = pa.nulls(n, pa.float64())
     table = pa.table(
@@ -613,9 +633,7 @@ def place_new_datasets(
             "cluster_number": pa.nulls(n, pa.int64()),
             "label_status": pa.array(status, pa.string()),
             "previous_cluster": pa.array(previous_labels, pa.string()),
-            "unclustered_reason": pa.array(
-                [None if label is not None else "not_placed" for label in labels], pa.string()
-            ),
+            "unclustered_reason": pa.array(reasons, pa.string()),
             "community": pa.nulls(n, pa.int64()),
             "community_size": pa.nulls(n, pa.int64()),
             "leiden_resolution": nulls_f,
@@ -639,8 +657,9 @@ def place_new_datasets(
     )
     if progress is not None:
         progress(
-            f"placed {placed} of {len(new_rows)} datasets without a cluster into {len(label_list)} existing "
-            f"clusters ({len(new_rows) - placed} left unclustered) in {seconds:.2f}s; no re-clustering",
+            f"placed {placed} of {len(new_rows)} new datasets into {len(label_list)} existing clusters "
+            f"({len(new_rows) - placed} left unclustered; {len(kept_unclustered)} that the last full run left "
+            f"unclustered stay so) in {seconds:.2f}s; no re-clustering",
             final=True,
         )
     return table

@@ -92,21 +92,29 @@ def test_full_refresh_keeps_the_registry(grown):
     ) == [(1,)]
 
 
-def test_place_new_only_places_the_datasets_without_a_cluster(grown, held_back):
-    _, twin, before, _ = grown
+def test_place_new_places_only_new_datasets_and_leaves_the_full_runs_unclustered_alone(grown, held_back):
+    _, twin, _, _ = grown
+    # a full run that leaves datasets unclustered on purpose: the seed's graph (threshold only), dissolving
+    seed_graph = {"min_edges_per_dataset": 0, "small_clusters": "dissolve"}
+    twin.dbt("build", vars=seed_graph)
+    before = dict(twin.query("select dataset_id, cluster from main.datasets"))
+    left_alone = {d for d, c in before.items() if c is None}
+    assert left_alone, "the seed's graph should leave some datasets unclustered"
+    assert dict(twin.query("select dataset_id, unclustered_reason from clustering_state.full_run_datasets "
+                           "where cluster is null")).keys() == left_alone
     add_from_sample(SAMPLE, twin.db, twin.chroma, twin.collection, held_back)
-    result = twin.dbt("build", "--selector", "place_new", vars={"clustering_mode": "place_new"})
+    result = twin.dbt("build", "--selector", "place_new", vars={**seed_graph, "clustering_mode": "place_new"})
     assert "placed" in result.stdout and "no re-clustering" in result.stdout
     after = dict(twin.query("select dataset_id, cluster from main.datasets"))
     for dataset_id, cluster in before.items():
-        if cluster is not None:
-            assert after[dataset_id] == cluster  # existing memberships untouched
+        assert after[dataset_id] == cluster  # existing memberships untouched, the full run's unclustered too
     [(placed, unplaced, seconds)] = twin.query(
         "select any_value(datasets_placed), any_value(datasets_left_unplaced), any_value(placement_seconds) "
         "from clustering.int_datasets_clustered"
     )
     newly = [d for d in held_back if after[d] is not None]
-    unclustered_before = sum(c is None for c in before.values()) + len(held_back)
-    assert placed + unplaced == unclustered_before
-    assert len(newly) <= placed and placed > len(held_back) / 2
+    assert placed + unplaced == len(held_back) and placed == len(newly)
+    assert placed > len(held_back) / 2
     assert seconds < 5
+    # the state still names the last full run's datasets only: a place_new run writes nothing there
+    assert twin.query("select count(*) from clustering_state.full_run_datasets") == [(len(before),)]
