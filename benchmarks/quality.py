@@ -165,7 +165,7 @@ def dbt_labels(wh: Warehouse, extra_vars: dict) -> tuple[dict | None, str | None
     return {"labels": codes, "report": run.get("report", {}), "seconds": run.get("wall_s")}, None
 
 
-def run_set(name: str, root: Path, extra_vars: dict) -> dict:
+def run_set(name: str, root: Path, extra_vars: dict, *, only_default: bool = False) -> dict:
     x, labels, texts = load_set(name, root)
     _, truth = np.unique(labels, return_inverse=True)
     k_true = int(truth.max()) + 1
@@ -178,6 +178,8 @@ def run_set(name: str, root: Path, extra_vars: dict) -> dict:
     if default is None:
         raise SystemExit(f"the default build failed on {name}: {failure}")
     out["default"] = describe(default["labels"], truth)
+    if only_default:
+        return out
     target, failure = dbt_labels(wh, {**extra_vars, "target_n_clusters": k_true})
     out["target"] = describe(target["labels"], truth) if target else {"failed": failure}
     out["scanpy"] = describe(scanpy_leiden(x), truth)
@@ -231,6 +233,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--var", action="append", default=[], help="extra dbt var for both builds, key=value (YAML)")
     parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument(
+        "--only-default", action="store_true", help="only the default build (to compare settings given by --var)"
+    )
     args = parser.parse_args()
     import yaml
 
@@ -239,10 +244,23 @@ def main() -> None:
         key, _, value = item.partition("=")
         extra_vars[key] = yaml.safe_load(value)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="mdc-quality-"))
-    results = [run_set(name, root, extra_vars) for name in (args.sets or set_names())]
+    results = [run_set(name, root, extra_vars, only_default=args.only_default) for name in (args.sets or set_names())]
     command = "benchmarks/quality.py" + "".join(f" --var {v}" for v in args.var)
     if args.sets:
         command += " --sets " + " ".join(args.sets)
+    if args.only_default:
+        command += " --only-default"
+        table = "\n".join(
+            [f"`{command}`:", "", "| set | ARI | NMI | uncl. | clusters | sizes |", "|---|---:|---:|---:|---:|---|"]
+            + [
+                f"| {r['name']} | {m['ari']:.3f} | {m['nmi']:.3f} | {m['unclustered']:.1%} | {m['n_clusters']} | "
+                f"{m['sizes']} |"
+                for r in results
+                for m in [r["default"]]
+            ]
+        )
+        print(table)
+        return
     table = markdown(results, command)
     print(table)
     print({k: v for k, v in versions().items() if k in ("scanpy", "igraph", "leidenalg", "scikit-learn")})

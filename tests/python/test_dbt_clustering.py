@@ -137,7 +137,15 @@ def test_report_json(sample):
     assert report["datasets_unclustered"] == n_null
     assert report["threshold"]["method"] == "degree_target"
     assert report["graph"]["nodes"] == 2293
-    assert report["graph"]["mean_degree"] == pytest.approx(15, abs=0.1)
+    # the graph Leiden clustered: every kept edge, threshold or nearest-neighbour guarantee
+    [(edges, nearest_only)] = sample.query(
+        "select count(*), count(*) filter (where is_below_threshold) from clustering.int_graph_edges_filtered"
+    )
+    assert report["graph"]["edges"] == edges and report["graph"]["edges_nearest_only"] == nearest_only
+    assert report["graph"]["mean_degree"] == pytest.approx(2 * edges / 2293)
+    assert 2 * report["graph"]["edges_above_threshold"] / 2293 == pytest.approx(30, abs=0.1)  # target_degree
+    reasons = report["unclustered_by_reason"]
+    assert sum(v for k, v in reasons.items() if k != "no_embedding") == report["datasets_unclustered"]
     assert 0 < report["leiden"]["modularity"] < 1
     assert report["parameters"]["random_seed"] == 42
     assert report["clusters"]["size_min"] >= 2
@@ -158,3 +166,28 @@ def test_report_purity_per_cluster_where_dataset_type_is_known(synthetic):
         assert purity[cluster]["n_typed"] == typed
         assert purity[cluster]["purity"] == pytest.approx(max(counts.values()) / typed)
     assert min(p["purity"] for p in purity.values()) < 1  # the flipped one shows
+
+
+def _digest(rows) -> str:
+    import hashlib
+
+    return hashlib.md5(repr(rows).encode()).hexdigest()
+
+
+def test_target_n_clusters_is_reached_or_stops_the_build_before_any_write(tmp_path):
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(6, 12)) * 3
+    x = np.vstack([c + rng.normal(size=(25, 12)) for c in centres]).astype(np.float32)
+    ids = [f"t{i:03d}" for i in range(len(x))]
+    wh = Warehouse.from_arrays(tmp_path, ids, x)
+    wh.dbt("build", vars={"target_n_clusters": 6, "target_n_clusters_tolerance": 0.01})
+    clusters = {c for (c,) in wh.query("select cluster from main.datasets")}
+    assert abs(len(clusters) - 6) <= 1 and None not in clusters  # tolerance: max(1, round(0.01 * 6))
+    assert wh.report["leiden"]["target_reached"] is True and wh.report["clusters"]["n_clusters"] == len(clusters)
+    # a graph of one component per blob (a high given threshold, no guaranteed edges) cannot give 2 clusters
+    before = {table: _digest(rows) for table, rows in wh.snapshot().items()}
+    seed_graph = {"similarity_threshold": 0.8, "min_edges_per_dataset": 0, "target_n_clusters": 2}
+    result = wh.dbt("build", vars=seed_graph, check=False)
+    assert result.returncode != 0
+    assert "target_n_clusters=2 cannot be reached" in result.stdout and "connected components" in result.stdout
+    assert {table: _digest(rows) for table, rows in wh.snapshot().items()} == before
