@@ -233,12 +233,17 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--var", action="append", default=[], help="extra dbt var for both builds, key=value (YAML)")
     parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument("--repo", type=Path, default=None, help="build this checkout of the project instead")
     parser.add_argument(
         "--only-default", action="store_true", help="only the default build (to compare settings given by --var)"
     )
     args = parser.parse_args()
     import yaml
 
+    if args.repo is not None:
+        import scale
+
+        scale.PROJECT = args.repo.resolve()
     extra_vars = {}
     for item in args.var:
         key, _, value = item.partition("=")
