@@ -58,6 +58,10 @@
         {%- if not _is_plain_number(var('target_n_clusters_tolerance')) or var('target_n_clusters_tolerance') <= 0 -%}
             {{ _fail_var('target_n_clusters_tolerance', var('target_n_clusters_tolerance'), "a positive number") }}
         {%- endif -%}
+        {%- set floor_similarity = var('min_edge_similarity') -%}
+        {%- if not _is_plain_number(floor_similarity) or floor_similarity < 0 or floor_similarity >= 1 -%}
+            {{ _fail_var('min_edge_similarity', floor_similarity, "a number in [0, 1)") }}
+        {%- endif -%}
         {%- if var('small_clusters') not in ['attach', 'dissolve'] -%}
             {{ _fail_var('small_clusters', var('small_clusters'), "one of attach, dissolve") }}
         {%- endif -%}

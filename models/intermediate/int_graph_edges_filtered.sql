@@ -2,8 +2,11 @@
     The graph Leiden clusters: the undirected k-NN pairs whose similarity is
     at or above the selected threshold, plus (when min_edges_per_dataset > 0)
     each dataset's pairs with its min_edges_per_dataset nearest neighbours
-    whatever their similarity, if positive. One row per unordered pair
-    (source_id < target_id), weight = cosine similarity, no self loops.
+    whatever the threshold. Every edge is above the absolute floor
+    min_edge_similarity (Leiden needs positive weights, so the floor is at
+    least 0): a dataset with no neighbour above it has no edge. One row per
+    unordered pair (source_id < target_id), weight = cosine similarity, no
+    self loops.
 -#}
 with
 
@@ -30,8 +33,11 @@ kept as (
     from pairs
     cross join threshold
     where
-        pairs.similarity >= threshold.similarity_threshold
-        or (pairs.best_rank <= {{ var('min_edges_per_dataset') | int }} and pairs.similarity > 0)
+        (
+            pairs.similarity >= threshold.similarity_threshold
+            or pairs.best_rank <= {{ var('min_edges_per_dataset') | int }}
+        )
+        and pairs.similarity > {{ var('min_edge_similarity') | float }}
 
 )
 

@@ -214,6 +214,7 @@ summary as (
             similarity_threshold := {{ 'null' if given is none else given | float }},
             target_degree := {{ var('target_degree') | int }},
             min_edges_per_dataset := {{ var('min_edges_per_dataset') | int }},
+            min_edge_similarity := {{ var('min_edge_similarity') | float }},
             edge_weight := '{{ var("edge_weight") | replace("'", "''") }}',
             snn_k := {{ var('snn_k') | int }},
             resolution := '{{ var("resolution") | string | replace("'", "''") }}',
