@@ -32,8 +32,10 @@ class Warehouse:
         self.chroma = root / "chroma"
         self.collection = collection
         if load_sample:
-            load_chroma(REPO / "data" / "sample", self.chroma, collection, exclude=set(exclude))
-            load_database(REPO / "data" / "sample", self.db, exclude=set(exclude))
+            load_chroma(
+                REPO / "data" / "sample", self.chroma, collection, exclude=set(exclude), allow_outside_data=True
+            )
+            load_database(REPO / "data" / "sample", self.db, exclude=set(exclude), allow_outside_data=True)
 
     @classmethod
     def from_arrays(cls, root: Path, ids, vectors, *, collection: str = "synthetic", dataset_types=None):
@@ -70,9 +72,15 @@ class Warehouse:
         con.close()
         return wh
 
-    def command(self, *args: str, vars: dict | None = None, env: dict | None = None) -> tuple[list[str], dict]:
-        """The dbt command line and environment that run ``dbt <args>`` against this warehouse."""
-        all_vars = {"chroma_path": str(self.chroma), "chroma_collection": self.collection, **(vars or {})}
+    def command(
+        self, *args: str, vars: dict | None = None, env: dict | None = None, chroma_vars: bool = True
+    ) -> tuple[list[str], dict]:
+        """The dbt command line and environment that run ``dbt <args>`` against this warehouse.
+
+        ``chroma_vars=False`` leaves the store's vars out (the environment, or nothing, then says where it is).
+        """
+        chroma = {"chroma_path": str(self.chroma), "chroma_collection": self.collection} if chroma_vars else {}
+        all_vars = {**chroma, **(vars or {})}
         full_env = {
             **os.environ,
             "MDC_DUCKDB_PATH": str(self.db),
@@ -85,10 +93,10 @@ class Warehouse:
             "--project-dir", str(REPO),
             "--target-path", str(self.root / "target"),
             "--log-path", str(self.root / "logs"),
-            "--vars", yaml.safe_dump(all_vars, default_flow_style=True).strip(),
         ]
-        # dbt runs from the warehouse's folder, so the report lands in its own reports/clustering/
-        (self.root / "reports" / "clustering").mkdir(parents=True, exist_ok=True)
+        if all_vars:
+            cmd += ["--vars", yaml.safe_dump(all_vars, default_flow_style=True).strip()]
+        # dbt runs from the warehouse's folder: the report lands in its reports/clustering/<db file stem>/
         return cmd, full_env
 
     def dbt(
@@ -98,8 +106,9 @@ class Warehouse:
         env: dict | None = None,
         check: bool = True,
         timeout: float | None = None,
+        chroma_vars: bool = True,
     ) -> subprocess.CompletedProcess:
-        cmd, full_env = self.command(*args, vars=vars, env=env)
+        cmd, full_env = self.command(*args, vars=vars, env=env, chroma_vars=chroma_vars)
         result = subprocess.run(cmd, cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
@@ -114,8 +123,13 @@ class Warehouse:
             )
 
     @property
+    def report_dir(self) -> Path:
+        """This pipeline's report folder (macros/report_dir.sql: named for the DuckDB file)."""
+        return self.root / "reports" / "clustering" / self.db.stem
+
+    @property
     def report(self) -> dict:
-        return json.loads((self.root / "reports" / "clustering" / "clustering_report.json").read_text())
+        return json.loads((self.report_dir / "clustering_report.json").read_text())
 
     def run_results(self) -> dict[str, str]:
         """unique_id -> status of the last dbt invocation."""

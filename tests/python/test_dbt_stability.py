@@ -32,7 +32,8 @@ def grown(tmp_path_factory, held_back):
     shutil.copy(wh.db, twin_root / "pipeline.duckdb")
     shutil.copytree(wh.chroma, twin_root / "chroma")
     twin = Warehouse(twin_root, load_sample=False)
-    assert add_from_sample(SAMPLE, wh.db, wh.chroma, wh.collection, held_back) == len(held_back)
+    added = add_from_sample(SAMPLE, wh.db, wh.chroma, wh.collection, held_back, allow_outside_data=True)
+    assert added == len(held_back)
     wh.dbt("build")
     return wh, twin, before, registry_before
 
@@ -94,7 +95,7 @@ def test_full_refresh_keeps_the_registry(grown):
 
 def test_place_new_only_places_the_datasets_without_a_cluster(grown, held_back):
     _, twin, before, _ = grown
-    add_from_sample(SAMPLE, twin.db, twin.chroma, twin.collection, held_back)
+    add_from_sample(SAMPLE, twin.db, twin.chroma, twin.collection, held_back, allow_outside_data=True)
     result = twin.dbt("build", "--selector", "place_new", vars={"clustering_mode": "place_new"})
     assert "placed" in result.stdout and "no re-clustering" in result.stdout
     after = dict(twin.query("select dataset_id, cluster from main.datasets"))
