@@ -24,12 +24,14 @@ class Warehouse:
         collection: str = "rdatasets_help_pages",
         exclude: set[str] = frozenset(),
         load_sample: bool = True,
+        db_name: str = "pipeline.duckdb",
+        chroma_name: str = "chroma",
     ):
         from mdc_clustering.sample import load_chroma, load_database
 
         self.root = root
-        self.db = root / "pipeline.duckdb"
-        self.chroma = root / "chroma"
+        self.db = root / db_name
+        self.chroma = root / chroma_name
         self.collection = collection
         if load_sample:
             load_chroma(
@@ -38,14 +40,19 @@ class Warehouse:
             load_database(REPO / "data" / "sample", self.db, exclude=set(exclude), allow_outside_data=True)
 
     @classmethod
-    def from_arrays(cls, root: Path, ids, vectors, *, collection: str = "synthetic", dataset_types=None):
-        """A warehouse whose collection and `datasets` hold the given embeddings (document = id's prefix)."""
+    def from_arrays(
+        cls, root: Path, ids, vectors, *, collection: str = "synthetic", dataset_types=None, **names: str
+    ):
+        """A warehouse whose collection and `datasets` hold the given embeddings (document = id's prefix).
+
+        ``names``: ``db_name`` / ``chroma_name`` of the files under ``root``.
+        """
         import duckdb
         import numpy as np
 
         from mdc_clustering.sample import PIPELINE_DDL
 
-        wh = cls(root, collection=collection, load_sample=False)
+        wh = cls(root, collection=collection, load_sample=False, **names)
         docs = [f"doc-{i // 10}" for i in range(len(ids))]
         import chromadb
         from chromadb.config import Settings
@@ -88,6 +95,7 @@ class Warehouse:
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             **(env or {}),
         }
+        full_env = {key: value for key, value in full_env.items() if value is not None}  # None: unset it
         cmd = [
             DBT, *args,
             "--project-dir", str(REPO),
