@@ -299,7 +299,8 @@ def add_from_sample(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description="Load the embedded sample (idempotent) into the project's data/ folder."
+        prog="python -m mdc_clustering.sample",
+        description="Load the embedded sample (idempotent) into the project's data/ folder.",
     )
     parser.add_argument("--sample-dir", type=Path, default=PROJECT_DATA / "sample")
     parser.add_argument("--db", type=Path, default=PROJECT_DATA / "pipeline.duckdb",

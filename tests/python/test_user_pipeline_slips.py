@@ -275,3 +275,20 @@ def test_id_overlap_above_the_threshold_passes_and_counts_both_sides():
     assert check_id_overlap(["q"], datasets, min_share=0, **names) == (5, 1)  # 0 never stops
     with pytest.raises(ClusteringInputError, match="datasets has 0 rows"):
         check_id_overlap(chroma, [], min_share=0.5, **names)
+
+
+def test_readme_and_docs_list_the_contract_that_the_build_checks():
+    import re
+
+    macro = (REPO / "macros" / "pipeline_tables.sql").read_text()
+    body = macro[macro.index("macro pipeline_contract"):macro.index("endmacro")]
+    checked, table = set(), None
+    for line in body.splitlines():
+        if m := re.match(r"\s*'(\w+)': \[", line):
+            table = m.group(1)
+        for column, type_ in re.findall(r"\('(\w+)', '(\w+)'\)", line):
+            checked.add((table, column, type_))
+    assert len(checked) == 13
+    row = re.compile(r"^\| `(\w+)` \| `(\w+)`(?: \(primary key\))? \| `(\w+)` \|", re.M)
+    for doc in ("README.md", "models/_shared__docs.md"):
+        assert set(row.findall((REPO / doc).read_text())) == checked, doc
