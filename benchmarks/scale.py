@@ -371,7 +371,6 @@ def step_name(unique_id: str) -> str:
 def run_dbt(wh: Warehouse, extra_vars: dict, *, quiet: bool) -> dict:
     import yaml
 
-    (wh.root / "reports" / "clustering").mkdir(parents=True, exist_ok=True)
     all_vars = dbt_vars(wh, extra_vars)
     cmd = [
         str(DBT),
@@ -415,7 +414,7 @@ def run_dbt(wh: Warehouse, extra_vars: dict, *, quiet: bool) -> dict:
         ),
         key=lambda s: -s["seconds"],
     )
-    report_path = wh.root / "reports" / "clustering" / "clustering_report.json"
+    report_path = wh.root / "reports" / "clustering" / wh.db.stem / "clustering_report.json"  # macros/report_dir.sql
     result["report"] = json.loads(report_path.read_text()) if report_path.exists() else {}
     return result
 

@@ -3,7 +3,10 @@
     table chroma.collections (one row per role: 'clustered', 'reference').
     The table is the dbt source `chroma.collections`, so the Chroma store
     appears in the lineage graph as the origin of the embeddings; the Python
-    models read the store path and collection name from it. Names are
+    models read the store path and collection name from it. The clustered
+    collection's location comes from macros/chroma_location.sql (var, then
+    MDC_CHROMA_PATH / MDC_CHROMA_COLLECTION, then the sample's only for the
+    sample's own DuckDB file). Names are
     checked by validate_clustering_vars first; paths are quoted.
 -#}
 {% macro _sql_string(value) -%}
@@ -11,13 +14,14 @@
 {%- endmacro %}
 
 {% macro register_chroma_collections() -%}
-    {%- set reference_path = var('reference_chroma_path') or var('chroma_path') -%}
-    {%- set reference_name = var('reference_collection') or var('chroma_collection') -%}
+    {%- set location = chroma_location() -%}
+    {%- set reference_path = var('reference_chroma_path') or location.path -%}
+    {%- set reference_name = var('reference_collection') or location.collection -%}
     create schema if not exists chroma;
     create or replace table chroma.collections as
     select * from (
         values
-            ('clustered', {{ _sql_string(var('chroma_path')) }}, {{ _sql_string(var('chroma_collection')) }}),
+            ('clustered', {{ _sql_string(location.path) }}, {{ _sql_string(location.collection) }}),
             ('reference', {{ _sql_string(reference_path) }}, {{ _sql_string(reference_name) }})
     ) as registered (collection_role, chroma_path, collection_name)
 {%- endmacro %}

@@ -97,16 +97,35 @@
             {{ _fail_var('random_seed', seed, "a non-negative integer") }}
         {%- endif -%}
         {%- set name_rule = "3-512 characters of letters, digits, '.', '_' or '-', starting and ending with a letter or digit" -%}
-        {%- for name in ['chroma_collection', 'reference_collection'] -%}
-            {%- set value = var(name) -%}
+        {%- set name_re = '^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$' -%}
+        {%- set location = chroma_location() -%}  {#- stops here when no store is set for the user's file -#}
+        {%- for name, value, origin in [
+            ('chroma_collection', location.collection, location.collection_from),
+            ('reference_collection', var('reference_collection'), "var 'reference_collection'"),
+        ] -%}
             {%- if not (name == 'reference_collection' and value is none) -%}
-                {%- if value is not string
-                    or not modules.re.match('^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$', value)
-                    or '..' in value -%}
-                    {{ _fail_var(name, value, "a Chroma collection name: " ~ name_rule) }}
+                {%- if value is not string or not modules.re.match(name_re, value) or '..' in value -%}
+                    {%- if origin.startswith('var ') -%}
+                        {{ _fail_var(name, value, "a Chroma collection name: " ~ name_rule) }}
+                    {%- else -%}
+                        {{ exceptions.raise_compiler_error(
+                            "The Chroma collection from " ~ origin ~ " must be a Chroma collection name: "
+                            ~ name_rule ~ "; got " ~ (value | tojson) ~ "."
+                        ) }}
+                    {%- endif -%}
                 {%- endif -%}
             {%- endif -%}
         {%- endfor -%}
+        {%- set min_overlap = var('min_id_overlap') -%}
+        {%- if not _is_plain_number(min_overlap) or min_overlap < 0 or min_overlap > 1 -%}
+            {{ _fail_var('min_id_overlap', min_overlap, "a number in [0, 1]") }}
+        {%- endif -%}
+        {%- set report_name = var('report_name') -%}
+        {%- if report_name is not none and (report_name is not string
+            or not modules.re.match('^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$', report_name) or '..' in report_name) -%}
+            {{ _fail_var('report_name', report_name,
+                "null or a folder name: 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit") }}
+        {%- endif -%}
         {%- if var('invalid_embeddings') not in ['error', 'exclude'] -%}
             {{ _fail_var('invalid_embeddings', var('invalid_embeddings'), "one of error, exclude") }}
         {%- endif -%}

@@ -21,8 +21,12 @@ export DBT_PROFILES_DIR="$PWD"
 export DBT_SEND_ANONYMOUS_USAGE_STATS=False
 
 .venv/bin/ruff check src tests python_models scripts benchmarks
-# sqlfluff's dbt templater compiles the project: point it at a scratch database
-MDC_DUCKDB_PATH="$(mktemp -d)/lint.duckdb" .venv/bin/sqlfluff lint models tests/dbt --disable-progress-bar --nocolor
+# sqlfluff's dbt templater compiles the project: point it at a scratch database (and store), created
+# here because nothing in the build creates a missing DuckDB file
+lint_dir="$(mktemp -d)"
+.venv/bin/python -c "import duckdb, sys; duckdb.connect(sys.argv[1]).close()" "$lint_dir/lint.duckdb"
+MDC_DUCKDB_PATH="$lint_dir/lint.duckdb" MDC_CHROMA_PATH="$lint_dir/chroma" MDC_CHROMA_COLLECTION=lint \
+    .venv/bin/sqlfluff lint models tests/dbt --disable-progress-bar --nocolor
 # On every core (pytest-xdist); a test module stays on one worker, so its
 # module-scoped warehouse is built once. The reliability summary adds up the workers'.
 .venv/bin/python -m pytest -n auto --dist loadscope "$@"

@@ -2,7 +2,8 @@
     Writes this run's cluster membership into the pipeline's own `datasets`
     table, in place (schema main). Only `cluster` and `updated_at` change, and
     only on rows whose cluster changed: the model's rows are exactly those
-    changes, merged by dataset_id. Rows of datasets without an embedding in
+    changes (key, document and the two changed columns), merged by
+    dataset_id; every other column of the table is left as it is. Rows of datasets without an embedding in
     the collection get cluster NULL. `full_refresh: false` keeps a
     `--full-refresh` from rebuilding (and so emptying) the shared table.
     The merge is one transaction: a run killed before its commit leaves the
@@ -46,13 +47,6 @@ assigned as (
     select
         datasets.dataset_id,
         datasets.document_id,
-        datasets.total_tokens,
-        datasets.avg_tokens_per_chunk,
-        datasets.total_char_length,
-        datasets.clean_text_length,
-        datasets.dataset_type,
-        datasets.text,
-        datasets.created_at,
         memberships.cluster,
         datasets.cluster as previous_cluster,
         datasets.updated_at as previous_updated_at,
@@ -75,13 +69,6 @@ changed as (
 select
     dataset_id,
     document_id,
-    total_tokens,
-    avg_tokens_per_chunk,
-    total_char_length,
-    clean_text_length,
     cluster,
-    dataset_type,
-    text,
-    created_at,
     updated_at,
 from changed

@@ -1,13 +1,15 @@
 {#-
     One row: the summary of this run, also written as one JSON object to
-    reports/clustering/clustering_report.json (overwritten each run) by the
-    post-hook.
+    reports/clustering/<report folder>/clustering_report.json (macros/report_dir.sql;
+    overwritten by the next run of the same pipeline) by the post-hook. It
+    runs after rpt_clustering_figures, which creates that folder.
 -#}
+-- depends_on: {{ ref('rpt_clustering_figures') }}
 {{
     config(
         materialized='table',
         tags=['clustering'],
-        post_hook="copy (select * from {{ this }}) to 'reports/clustering/clustering_report.json' (format json)",
+        post_hook="copy (select * from {{ this }}) to '{{ report_dir() }}/clustering_report.json' (format json)",
     )
 }}
 
@@ -52,6 +54,22 @@ clusters as (
 knn as (
 
     select * from {{ ref('int_knn_recall_measured') }}
+
+),
+
+collections as (
+
+    select * from {{ ref('stg_chroma__collections') }}
+
+),
+
+clustered_collection as (
+
+    select
+        collections.chroma_path,
+        collections.collection_name,
+    from collections
+    where collections.collection_role = 'clustered'
 
 ),
 
@@ -207,7 +225,9 @@ summary as (
         cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp) as run_started_at,
         cast(current_timestamp as timestamp) as generated_at,
         struct_pack(
-            chroma_collection := '{{ var("chroma_collection") | replace("'", "''") }}',
+            pipeline_database := '{{ target.path | replace("'", "''") }}',
+            chroma_path := clustered_collection.chroma_path,
+            chroma_collection := clustered_collection.collection_name,
             k_neighbors := {{ var('k_neighbors') | int }},
             threshold_method := '{{ var("threshold_method") | replace("'", "''") }}',
             {%- set given = var('similarity_threshold') %}
@@ -301,6 +321,7 @@ summary as (
     cross join orphan_embeddings
     cross join described
     cross join knn
+    cross join clustered_collection
 
 )
 

@@ -11,14 +11,15 @@ def model(dbt, session):
     dbt.config(materialized="table")
     neighborhood_k = positive_int("neighborhood_k", dbt.config.get("neighborhood_k"))
     k_neighbors = positive_int("k_neighbors", dbt.config.get("k_neighbors"))
-    chroma_path = dbt.config.get("chroma_path")
-    chroma_collection = dbt.config.get("chroma_collection")
-    reference_path = dbt.config.get("reference_chroma_path")
-    reference_collection = dbt.config.get("reference_collection")
+    collections = dbt.ref("stg_chroma__collections")
     knn = dbt.ref("int_dataset_neighbors_searched")
     embeddings = dbt.ref("stg_chroma__embeddings")
     reference = dbt.ref("stg_chroma__reference_embeddings")
-    same = same_collection(chroma_path, chroma_collection, reference_path, reference_collection)
+    roles = dict(
+        (role, (path, name))
+        for role, path, name in collections.select("collection_role, chroma_path, collection_name").fetchall()
+    )
+    same = same_collection(*roles["clustered"], *roles["reference"])
     if neighborhood_k <= k_neighbors and same:
         # Already computed: the first neighborhood_k rows of the k-NN table.
         return knn.filter(f"neighbor_rank <= {neighborhood_k}").select(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from .errors import ClusteringInputError
-from .validation import check_dimensions, check_embeddings, positive_int, row_norms
+from .validation import check_dimensions, check_embeddings, check_id_overlap, positive_int, row_norms
 
 __all__ = [
     "COLLECTION_NAME_RE",
@@ -30,7 +30,11 @@ COLLECTION_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-
 _CLIENTS: dict[str, object] = {}
 _CLIENTS_LOCK = threading.Lock()
 
-SAMPLE_HINT = "To create the embedded sample store, run: .venv/bin/python -m mdc_clustering.sample"
+SAMPLE_HINT = (
+    "The pipeline's store comes from MDC_CHROMA_PATH / MDC_CHROMA_COLLECTION (or --vars chroma_path / "
+    "chroma_collection); the embedded sample's store is created only in the project's data/chroma, by "
+    "`bash scripts/build.sh` or `.venv/bin/python -m mdc_clustering.sample`."
+)
 
 
 def get_client(path: str | Path, *, path_var: str = "chroma_path"):
@@ -45,7 +49,7 @@ def get_client(path: str | Path, *, path_var: str = "chroma_path"):
     if not store.is_dir():
         raise ClusteringInputError(
             f"Chroma store not found: var {path_var} = {str(path)!r} (resolved to {store}) "
-            f"is not a directory. Point {path_var} at an existing Chroma persistent directory. "
+            f"is not a directory. Point {path_var} at an existing Chroma persistent directory; nothing was created. "
             f"{SAMPLE_HINT}"
         )
     if not (store / "chroma.sqlite3").is_file():
@@ -106,6 +110,9 @@ def read_collection(
     path_var: str = "chroma_path",
     name_var: str = "chroma_collection",
     processes: int | None = None,
+    dataset_ids: Sequence[str] | None = None,
+    min_id_overlap: float = 0.0,
+    datasets_source: str = "datasets",
 ) -> pa.Table:
     """Pull every item of a Chroma collection into an Arrow table.
 
@@ -136,6 +143,12 @@ def read_collection(
         store itself (spawned, not forked) and sends back pages of
         :data:`_PROCESS_CHUNK_ROWS` items, so memory stays the matrix plus a
         few pages.
+    dataset_ids, min_id_overlap, datasets_source
+        When ``dataset_ids`` (the pipeline's ``datasets`` keys) is given, the
+        collection's ids are checked against them before any embedding is
+        read: below ``min_id_overlap`` on either side the pull stops (see
+        :func:`mdc_clustering.validation.check_id_overlap`), naming
+        ``datasets_source``.
 
     Returns
     -------
@@ -152,6 +165,10 @@ def read_collection(
     source = f"Chroma collection {name!r} at {path!s}"
     ids: list[str] = list(collection.get(include=[])["ids"])
     check_embeddings(ids, np.zeros((len(ids), 1), np.float32) + 1, source=source)  # empty + duplicate ids
+    if dataset_ids is not None:  # before the pull: a store of another pipeline stops here
+        check_id_overlap(
+            ids, dataset_ids, min_share=min_id_overlap, chroma_source=source, datasets_source=datasets_source
+        )
 
     n = len(ids)
     ids = sorted(ids)  # pages are asked in id order and each page put back in it: no N x d re-sort later

@@ -65,7 +65,7 @@ def write_figures(
         of them, or a sample (beyond 20,000 rows a fixed random 20,000 are
         drawn anyway).
     out_dir
-        Folder to write to (must exist).
+        Folder to write to; created (with its parents) when missing.
 
     Returns
     -------
@@ -78,6 +78,7 @@ def write_figures(
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     written = []
 
     # 1. k-NN similarity distribution with the thresholds

@@ -16,9 +16,17 @@ Both steps are idempotent: an existing store or table is left alone. The
 Chroma store is written to a temporary directory and renamed into place, so
 an interrupted load never leaves a half-filled store behind.
 
+The sample goes only into the project's own ``data/`` folder
+(:data:`PROJECT_DATA`): every function here that writes refuses a path
+outside it unless called with ``allow_outside_data=True`` (the command line:
+``--allow-outside-data``), so that no slip (a typo'd path, an exported
+``MDC_DUCKDB_PATH``) ever fills a user's file with the R sample. The
+defaults are ``data/pipeline.duckdb`` and ``data/chroma`` of the project,
+whatever the environment says.
+
 Usage::
 
-    python -m mdc_clustering.sample [--db PATH] [--chroma PATH] [--collection NAME]
+    python -m mdc_clustering.sample [--db PATH] [--chroma PATH] [--collection NAME] [--allow-outside-data]
 """
 
 from __future__ import annotations
@@ -33,9 +41,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["DEFAULT_COLLECTION", "add_from_sample", "load_chroma", "load_database", "main"]
+from .errors import ClusteringInputError
+
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "PROJECT_DATA",
+    "SampleTargetError",
+    "add_from_sample",
+    "check_sample_target",
+    "load_chroma",
+    "load_database",
+    "main",
+]
 
 DEFAULT_COLLECTION = "rdatasets_help_pages"
+# The project's own data folder: the only place the sample is written to unless asked otherwise.
+PROJECT_DATA = Path(__file__).resolve().parents[2] / "data"
 SAMPLE_TIMESTAMP = "2026-01-01 00:00:00"
 
 PIPELINE_DDL = """
@@ -83,12 +104,43 @@ def _insert_datasets_sql(relation: str) -> str:
     """
 
 
+class SampleTargetError(ClusteringInputError):
+    """A path outside the project's data/ folder was given to a sample loader without the explicit flag."""
+
+
+def check_sample_target(path: Path, *, allow_outside_data: bool) -> None:
+    """Refuse to write the sample to ``path`` unless it lies in :data:`PROJECT_DATA` or it is allowed."""
+    if allow_outside_data:
+        return
+    resolved = Path(path).expanduser().resolve()
+    if resolved == PROJECT_DATA or PROJECT_DATA in resolved.parents:
+        return
+    raise SampleTargetError(
+        f"Refusing to write the embedded sample to {path} (resolved to {resolved}): it is outside the "
+        f"project's data folder {PROJECT_DATA}, and it may be a pipeline's own file. Nothing was written. "
+        "Leave --db / --chroma out to load the sample into data/, or pass --allow-outside-data "
+        "(allow_outside_data=True) if you really want the sample there."
+    )
+
+
 def _log(message: str) -> None:
     print(f"[sample] {message}", file=sys.stderr, flush=True)
 
 
-def load_chroma(sample_dir: Path, chroma_path: Path, collection: str, *, exclude: set[str] = frozenset()) -> bool:
-    """Create the Chroma store unless it exists. Returns True when it was created."""
+def load_chroma(
+    sample_dir: Path,
+    chroma_path: Path,
+    collection: str,
+    *,
+    exclude: set[str] = frozenset(),
+    allow_outside_data: bool = False,
+) -> bool:
+    """Create the Chroma store unless it exists. Returns True when it was created.
+
+    Raises :class:`SampleTargetError` when ``chroma_path`` is outside the
+    project's ``data/`` and ``allow_outside_data`` is not set.
+    """
+    check_sample_target(chroma_path, allow_outside_data=allow_outside_data)
     if chroma_path.exists():
         _log(f"Chroma store {chroma_path} exists; left as it is")
         return False
@@ -122,10 +174,17 @@ def load_chroma(sample_dir: Path, chroma_path: Path, collection: str, *, exclude
     return True
 
 
-def load_database(sample_dir: Path, db_path: Path, *, exclude: set[str] = frozenset()) -> bool:
-    """Create the pipeline tables and fill them from the sample unless ``datasets`` has rows."""
+def load_database(
+    sample_dir: Path, db_path: Path, *, exclude: set[str] = frozenset(), allow_outside_data: bool = False
+) -> bool:
+    """Create the pipeline tables and fill them from the sample unless ``datasets`` has rows.
+
+    Raises :class:`SampleTargetError` when ``db_path`` is outside the
+    project's ``data/`` and ``allow_outside_data`` is not set.
+    """
     import duckdb
 
+    check_sample_target(db_path, allow_outside_data=allow_outside_data)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(db_path))
     try:
@@ -183,15 +242,26 @@ def load_database(sample_dir: Path, db_path: Path, *, exclude: set[str] = frozen
         con.close()
 
 
-def add_from_sample(sample_dir: Path, db_path: Path, chroma_path: Path, collection: str, ids: set[str]) -> int:
+def add_from_sample(
+    sample_dir: Path,
+    db_path: Path,
+    chroma_path: Path,
+    collection: str,
+    ids: set[str],
+    *,
+    allow_outside_data: bool = False,
+) -> int:
     """Add the sample datasets ``ids`` (held back at load time) to the store and the database.
 
     Mimics new datasets arriving from the pipeline's earlier phases: their
     embeddings go into the Chroma collection and their rows (cluster NULL)
-    into ``datasets``. Returns how many were added.
+    into ``datasets``. Returns how many were added. Paths outside the
+    project's ``data/`` need ``allow_outside_data=True``.
     """
     import duckdb
 
+    check_sample_target(db_path, allow_outside_data=allow_outside_data)
+    check_sample_target(chroma_path, allow_outside_data=allow_outside_data)
     from .chroma_reader import get_client
 
     embeddings = pq.read_table(sample_dir / "embeddings.parquet")
@@ -228,11 +298,20 @@ def add_from_sample(sample_dir: Path, db_path: Path, chroma_path: Path, collecti
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Load the embedded sample (idempotent).")
-    parser.add_argument("--sample-dir", type=Path, default=Path("data/sample"))
-    parser.add_argument("--db", type=Path, default=Path(os.environ.get("MDC_DUCKDB_PATH", "data/pipeline.duckdb")))
-    parser.add_argument("--chroma", type=Path, default=Path("data/chroma"))
+    parser = argparse.ArgumentParser(
+        prog="python -m mdc_clustering.sample",
+        description="Load the embedded sample (idempotent) into the project's data/ folder.",
+    )
+    parser.add_argument("--sample-dir", type=Path, default=PROJECT_DATA / "sample")
+    parser.add_argument("--db", type=Path, default=PROJECT_DATA / "pipeline.duckdb",
+                        help="DuckDB file to create (default: the project's data/pipeline.duckdb)")
+    parser.add_argument("--chroma", type=Path, default=PROJECT_DATA / "chroma",
+                        help="Chroma store to create (default: the project's data/chroma)")
     parser.add_argument("--collection", default=DEFAULT_COLLECTION)
+    parser.add_argument(
+        "--allow-outside-data", action="store_true",
+        help="allow --db / --chroma outside the project's data/ folder (never needed for the sample build)",
+    )
     parser.add_argument(
         "--exclude-file", type=Path, default=None,
         help="a text file of dataset_ids (one a line) to leave out, e.g. to add them later",
@@ -240,11 +319,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not (args.sample_dir / "embeddings.parquet").is_file():
         parser.error(f"no sample at {args.sample_dir}: expected embeddings.parquet and datasets.parquet there")
+    for path in (args.db, args.chroma):  # both checked before either is written
+        try:
+            check_sample_target(path, allow_outside_data=args.allow_outside_data)
+        except SampleTargetError as error:
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
     exclude: set[str] = set()
     if args.exclude_file is not None:
         exclude = {line.strip() for line in args.exclude_file.read_text().splitlines() if line.strip()}
-    load_chroma(args.sample_dir, args.chroma, args.collection, exclude=exclude)
-    load_database(args.sample_dir, args.db, exclude=exclude)
+    allow = args.allow_outside_data
+    load_chroma(args.sample_dir, args.chroma, args.collection, exclude=exclude, allow_outside_data=allow)
+    load_database(args.sample_dir, args.db, exclude=exclude, allow_outside_data=allow)
 
 
 if __name__ == "__main__":

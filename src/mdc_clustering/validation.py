@@ -14,6 +14,7 @@ __all__ = [
     "INVALID_EMBEDDING_POLICIES",
     "THRESHOLD_METHODS",
     "check_dimensions",
+    "check_id_overlap",
     "check_embeddings",
     "row_norms",
     "positive_int",
@@ -232,3 +233,61 @@ def check_dimensions(ids: Sequence[str], dims: Sequence[int], *, source: str) ->
             "All embeddings must come from the same model; re-embed the odd ones."
         )
     return int(values[0])
+
+
+def check_id_overlap(
+    chroma_ids: Sequence[str],
+    dataset_ids: Sequence[str],
+    *,
+    min_share: float,
+    chroma_source: str,
+    datasets_source: str,
+) -> tuple[int, int]:
+    """Stop when a Chroma collection and a ``datasets`` table are not the same pipeline's.
+
+    Parameters
+    ----------
+    chroma_ids
+        The collection's ids.
+    dataset_ids
+        The ``dataset_id`` of every ``datasets`` row.
+    min_share
+        The smallest allowed share, in [0, 1], of the ``datasets`` rows found
+        in the collection and of the collection's ids found in ``datasets``
+        (the dbt var ``min_id_overlap``). 0 never stops.
+    chroma_source, datasets_source
+        How messages name the two sides.
+
+    Returns
+    -------
+    tuple of int
+        ``(datasets rows without an embedding, Chroma ids without a datasets row)``
+        when both shares reach ``min_share``.
+
+    Raises
+    ------
+    ClusteringInputError
+        Naming both sides, their counts, the shares and a few ids of each
+        side that the other lacks, and the settings that fix it.
+    """
+    min_share = unit_interval("min_id_overlap", min_share)
+    in_chroma = set(chroma_ids)
+    in_datasets = set(dataset_ids)
+    common = len(in_chroma & in_datasets)
+    datasets_share = common / len(in_datasets) if in_datasets else 0.0
+    chroma_share = common / len(in_chroma) if in_chroma else 0.0
+    if min(datasets_share, chroma_share) >= min_share:
+        return len(in_datasets) - common, len(in_chroma) - common
+    only_chroma = sorted(in_chroma - in_datasets)
+    only_datasets = sorted(in_datasets - in_chroma)
+    raise ClusteringInputError(
+        f"The Chroma collection and the datasets table do not belong to the same pipeline: "
+        f"{common} ids in common; {datasets_source} has {len(in_datasets)} rows, "
+        f"{datasets_share:.1%} of them in the collection; {chroma_source} has {len(in_chroma)} ids, "
+        f"{chroma_share:.1%} of them in datasets (var min_id_overlap = {min_share:g} asks for both). "
+        f"Only in Chroma, e.g.: {_listing(only_chroma) or 'none'}. "
+        f"Only in datasets, e.g.: {_listing(only_datasets) or 'none'}. "
+        "Nothing was written. Point MDC_CHROMA_PATH / MDC_CHROMA_COLLECTION (or --vars chroma_path / "
+        "chroma_collection) at this pipeline's store, or MDC_DUCKDB_PATH at the store's pipeline file; "
+        "lower min_id_overlap only if the two really are one pipeline."
+    )

@@ -24,26 +24,35 @@ class Warehouse:
         collection: str = "rdatasets_help_pages",
         exclude: set[str] = frozenset(),
         load_sample: bool = True,
+        db_name: str = "pipeline.duckdb",
+        chroma_name: str = "chroma",
     ):
         from mdc_clustering.sample import load_chroma, load_database
 
         self.root = root
-        self.db = root / "pipeline.duckdb"
-        self.chroma = root / "chroma"
+        self.db = root / db_name
+        self.chroma = root / chroma_name
         self.collection = collection
         if load_sample:
-            load_chroma(REPO / "data" / "sample", self.chroma, collection, exclude=set(exclude))
-            load_database(REPO / "data" / "sample", self.db, exclude=set(exclude))
+            load_chroma(
+                REPO / "data" / "sample", self.chroma, collection, exclude=set(exclude), allow_outside_data=True
+            )
+            load_database(REPO / "data" / "sample", self.db, exclude=set(exclude), allow_outside_data=True)
 
     @classmethod
-    def from_arrays(cls, root: Path, ids, vectors, *, collection: str = "synthetic", dataset_types=None):
-        """A warehouse whose collection and `datasets` hold the given embeddings (document = id's prefix)."""
+    def from_arrays(
+        cls, root: Path, ids, vectors, *, collection: str = "synthetic", dataset_types=None, **names: str
+    ):
+        """A warehouse whose collection and `datasets` hold the given embeddings (document = id's prefix).
+
+        ``names``: ``db_name`` / ``chroma_name`` of the files under ``root``.
+        """
         import duckdb
         import numpy as np
 
         from mdc_clustering.sample import PIPELINE_DDL
 
-        wh = cls(root, collection=collection, load_sample=False)
+        wh = cls(root, collection=collection, load_sample=False, **names)
         docs = [f"doc-{i // 10}" for i in range(len(ids))]
         import chromadb
         from chromadb.config import Settings
@@ -70,9 +79,15 @@ class Warehouse:
         con.close()
         return wh
 
-    def command(self, *args: str, vars: dict | None = None, env: dict | None = None) -> tuple[list[str], dict]:
-        """The dbt command line and environment that run ``dbt <args>`` against this warehouse."""
-        all_vars = {"chroma_path": str(self.chroma), "chroma_collection": self.collection, **(vars or {})}
+    def command(
+        self, *args: str, vars: dict | None = None, env: dict | None = None, chroma_vars: bool = True
+    ) -> tuple[list[str], dict]:
+        """The dbt command line and environment that run ``dbt <args>`` against this warehouse.
+
+        ``chroma_vars=False`` leaves the store's vars out (the environment, or nothing, then says where it is).
+        """
+        chroma = {"chroma_path": str(self.chroma), "chroma_collection": self.collection} if chroma_vars else {}
+        all_vars = {**chroma, **(vars or {})}
         full_env = {
             **os.environ,
             "MDC_DUCKDB_PATH": str(self.db),
@@ -80,15 +95,16 @@ class Warehouse:
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             **(env or {}),
         }
+        full_env = {key: value for key, value in full_env.items() if value is not None}  # None: unset it
         cmd = [
             DBT, *args,
             "--project-dir", str(REPO),
             "--target-path", str(self.root / "target"),
             "--log-path", str(self.root / "logs"),
-            "--vars", yaml.safe_dump(all_vars, default_flow_style=True).strip(),
         ]
-        # dbt runs from the warehouse's folder, so the report lands in its own reports/clustering/
-        (self.root / "reports" / "clustering").mkdir(parents=True, exist_ok=True)
+        if all_vars:
+            cmd += ["--vars", yaml.safe_dump(all_vars, default_flow_style=True).strip()]
+        # dbt runs from the warehouse's folder: the report lands in its reports/clustering/<db file stem>/
         return cmd, full_env
 
     def dbt(
@@ -98,8 +114,9 @@ class Warehouse:
         env: dict | None = None,
         check: bool = True,
         timeout: float | None = None,
+        chroma_vars: bool = True,
     ) -> subprocess.CompletedProcess:
-        cmd, full_env = self.command(*args, vars=vars, env=env)
+        cmd, full_env = self.command(*args, vars=vars, env=env, chroma_vars=chroma_vars)
         result = subprocess.run(cmd, cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
@@ -114,8 +131,13 @@ class Warehouse:
             )
 
     @property
+    def report_dir(self) -> Path:
+        """This pipeline's report folder (macros/report_dir.sql: named for the DuckDB file)."""
+        return self.root / "reports" / "clustering" / self.db.stem
+
+    @property
     def report(self) -> dict:
-        return json.loads((self.root / "reports" / "clustering" / "clustering_report.json").read_text())
+        return json.loads((self.report_dir / "clustering_report.json").read_text())
 
     def run_results(self) -> dict[str, str]:
         """unique_id -> status of the last dbt invocation."""

@@ -109,7 +109,7 @@ def test_datasets_keeps_every_row_and_column(sample):
     from mdc_clustering.sample import load_database
 
     fresh = Warehouse(sample.root / "fresh", load_sample=False)
-    load_database(REPO / "data" / "sample", fresh.db)
+    load_database(REPO / "data" / "sample", fresh.db, allow_outside_data=True)
     cols = "dataset_id, document_id, total_tokens, avg_tokens_per_chunk, total_char_length, " \
         "clean_text_length, dataset_type, text, created_at"
     assert sample.query(f"select {cols} from main.datasets order by 1") == fresh.query(

@@ -32,7 +32,8 @@ def grown(tmp_path_factory, held_back):
     shutil.copy(wh.db, twin_root / "pipeline.duckdb")
     shutil.copytree(wh.chroma, twin_root / "chroma")
     twin = Warehouse(twin_root, load_sample=False)
-    assert add_from_sample(SAMPLE, wh.db, wh.chroma, wh.collection, held_back) == len(held_back)
+    added = add_from_sample(SAMPLE, wh.db, wh.chroma, wh.collection, held_back, allow_outside_data=True)
+    assert added == len(held_back)
     wh.dbt("build")
     return wh, twin, before, registry_before
 
@@ -102,7 +103,7 @@ def test_place_new_places_only_new_datasets_and_leaves_the_full_runs_unclustered
     assert left_alone, "the seed's graph should leave some datasets unclustered"
     assert dict(twin.query("select dataset_id, unclustered_reason from clustering_state.full_run_datasets "
                            "where cluster is null")).keys() == left_alone
-    add_from_sample(SAMPLE, twin.db, twin.chroma, twin.collection, held_back)
+    add_from_sample(SAMPLE, twin.db, twin.chroma, twin.collection, held_back, allow_outside_data=True)
     result = twin.dbt("build", "--selector", "place_new", vars={**seed_graph, "clustering_mode": "place_new"})
     assert "placed" in result.stdout and "no re-clustering" in result.stdout
     after = dict(twin.query("select dataset_id, cluster from main.datasets"))

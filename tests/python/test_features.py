@@ -77,7 +77,7 @@ def test_earlier_phase_rows_survive_build_rebuild_and_full_refresh(sample):
     fresh = Warehouse(sample.root / "pristine", load_sample=False)
     from mdc_clustering.sample import load_database
 
-    load_database(REPO / "data" / "sample", fresh.db)
+    load_database(REPO / "data" / "sample", fresh.db, allow_outside_data=True)
     original = fresh.query(EARLIER)
     assert len(original) == 3 * 2293
     assert sample.query(EARLIER) == original  # after the session's first build
