@@ -26,7 +26,7 @@
         ('path', 'chroma_path', 'MDC_CHROMA_PATH', 'data/chroma'),
         ('collection', 'chroma_collection', 'MDC_CHROMA_COLLECTION', 'rdatasets_help_pages'),
     ] -%}
-        {%- set given = var(var_name) -%}
+        {%- set given = mdc_setting(var_name) -%}
         {%- set from_env = env_var(env_name, '') -%}
         {%- if given is not none -%}
             {%- do found.update({key: given, key ~ '_from': "var '" ~ var_name ~ "'"}) -%}

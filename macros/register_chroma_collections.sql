@@ -7,7 +7,7 @@
     collection's location comes from macros/chroma_location.sql (var, then
     MDC_CHROMA_PATH / MDC_CHROMA_COLLECTION, then the sample's only for the
     sample's own DuckDB file). Names are
-    checked by validate_clustering_vars first; paths are quoted.
+    checked by validate_settings first; paths are quoted.
 -#}
 {% macro _sql_string(value) -%}
     {{ "null" if value is none else "'" ~ (value | string | replace("'", "''")) ~ "'" }}
@@ -15,8 +15,8 @@
 
 {% macro register_chroma_collections() -%}
     {%- set location = chroma_location() -%}
-    {%- set reference_path = var('reference_chroma_path') or location.path -%}
-    {%- set reference_name = var('reference_collection') or location.collection -%}
+    {%- set reference_path = mdc_setting('reference_chroma_path') or location.path -%}
+    {%- set reference_name = mdc_setting('reference_collection') or location.collection -%}
     create schema if not exists chroma;
     create or replace table chroma.collections as
     select * from (

@@ -7,12 +7,12 @@
     the sample and a pipeline never share a folder, and two pipelines only
     when their files share a name (then set report_name). The name is a folder name, never a path: characters
     other than letters, digits, '.', '_' and '-' become '_' (and the var
-    itself is checked by validate_clustering_vars). rpt_clustering_figures
+    itself is checked by validate_settings). rpt_clustering_figures
     creates the folder when it is missing; rpt_clustering_summary, which runs
     after it, writes the JSON there.
 -#}
 {% macro report_name() -%}
-    {%- set given = var('report_name', none) -%}
+    {%- set given = mdc_setting('report_name') -%}
     {%- if given is not none -%}
         {%- set name = given | string -%}
     {%- elif target.path == sample_database_path() -%}

@@ -1,7 +1,7 @@
 {#-
     dbt renders a string var as Jinja, with the full run context, the moment
     var() reads it: `--vars '{chroma_path: "{{ run_query(...) }}"}'` would run
-    that SQL at the first var('chroma_path'). So before any var is read (first
+    that SQL at the first read of chroma_path. So before any var is read (first
     thing of on-run-start), the raw --vars are checked and a top-level string
     holding Jinja markup stops the build, naming the var. (Nested values, such
     as the items of a list, are never rendered by dbt.)
@@ -22,47 +22,35 @@
 {%- endmacro %}
 
 {#-
-    The vars that are free text: the Chroma paths (the var, or the environment
-    variable MDC_CHROMA_PATH: macros/chroma_location.sql) and the extra stop
-    words (called from validate_clustering_vars, before any model runs).
-    Collection names are checked there against Chroma's own name rule.
-
-    A path is any non-empty string without control characters: it is only
-    read (Chroma store), it reaches SQL only as a quoted literal
-    (register_chroma_collections) and never chooses where a file is written
-    (reports go to reports/clustering/<report folder name>/, a checked name).
-    Stop words are a list of strings without commas, as they travel to the
-    terms model comma-joined.
+    The Chroma store and collection this run reads, wherever they came from
+    (a var, MDC_CHROMA_PATH / MDC_CHROMA_COLLECTION, or the sample's
+    defaults: macros/chroma_location.sql), checked before anything is
+    written (called from validate_settings). The vars themselves are also
+    checked by the settings module; this check also covers values from the
+    environment, and names where the value came from. A path is any
+    non-empty string without control characters: it is only read, and
+    reaches SQL only as a quoted literal (register_chroma_collections).
 -#}
 {% macro _is_text(value) -%}
     {{ return(value is string and value | length > 0 and not modules.re.search('[\\x00-\\x1f\\x7f]', value)) }}
 {%- endmacro %}
 
-{% macro validate_path_and_word_vars() -%}
+{% macro validate_chroma_location() -%}
     {%- set location = chroma_location() -%}
     {%- if not _is_text(location.path) -%}
-        {%- if location.path_from.startswith('var ') -%}
-            {{ _fail_var('chroma_path', location.path, "a path to a Chroma persistent directory (text without control characters)") }}
-        {%- else -%}
-            {{ exceptions.raise_compiler_error(
-                "The Chroma store path from " ~ location.path_from
-                ~ " must be a path to a Chroma persistent directory (text without control characters); got "
-                ~ (location.path | tojson) ~ "."
-            ) }}
-        {%- endif -%}
+        {{ exceptions.raise_compiler_error(
+            "The Chroma store path from " ~ location.path_from
+            ~ " must be a path to a Chroma persistent directory (text without control characters); got "
+            ~ (location.path | tojson) ~ "."
+        ) }}
     {%- endif -%}
-    {%- set value = var('reference_chroma_path') -%}
-    {%- if value is not none and not _is_text(value) -%}
-        {{ _fail_var('reference_chroma_path', value, "a path to a Chroma persistent directory (text without control characters) or null") }}
+    {%- set name_re = '^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$' -%}
+    {%- set value = location.collection -%}
+    {%- if value is not string or not modules.re.match(name_re, value) or '..' in value -%}
+        {{ exceptions.raise_compiler_error(
+            "The Chroma collection from " ~ location.collection_from ~ " must be a Chroma collection name: "
+            ~ "3-512 characters of letters, digits, '.', '_' or '-', starting and ending with a letter or digit; got "
+            ~ (value | tojson) ~ "."
+        ) }}
     {%- endif -%}
-    {%- set words = var('cluster_term_stop_words') -%}
-    {%- set rule = "a list of words (strings without commas or control characters)" -%}
-    {%- if words is string or words is mapping or words is not iterable -%}
-        {{ _fail_var('cluster_term_stop_words', words, rule) }}
-    {%- endif -%}
-    {%- for word in words -%}
-        {%- if not _is_text(word) or ',' in word -%}
-            {{ _fail_var('cluster_term_stop_words', words, rule) }}
-        {%- endif -%}
-    {%- endfor -%}
 {%- endmacro %}

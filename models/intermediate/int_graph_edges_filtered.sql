@@ -35,9 +35,9 @@ kept as (
     where
         (
             pairs.similarity >= threshold.similarity_threshold
-            or pairs.best_rank <= {{ var('min_edges_per_dataset') | int }}
+            or pairs.best_rank <= {{ mdc_setting('min_edges_per_dataset') | int }}
         )
-        and pairs.similarity > {{ var('min_edge_similarity') | float }}
+        and pairs.similarity > {{ mdc_setting('min_edge_similarity') | float }}
 
 )
 

@@ -12,8 +12,8 @@
       k-NN similarities; the threshold is the value just above the gap (on
       equal gaps, the one at the higher similarity).
 -#}
-{%- set method = var('threshold_method') -%}
-{%- set given = var('similarity_threshold') -%}
+{%- set method = mdc_setting('threshold_method') -%}
+{%- set given = mdc_setting('similarity_threshold') -%}
 {%- if method not in ['degree_target', 'percentile_90', 'elbow_method'] -%}
     {{ exceptions.raise_compiler_error("var 'threshold_method' must be one of degree_target, percentile_90, elbow_method; got " ~ method) }}
 {%- endif -%}
@@ -43,7 +43,7 @@ graph_size as (
     select
         count(*) as n_nodes,
         (select count(*) from pairs) as n_candidate_pairs,
-        cast(round({{ var('target_degree') | int }} * count(*) / 2.0) as bigint) as wanted_edges,
+        cast(round({{ mdc_setting('target_degree') | int }} * count(*) / 2.0) as bigint) as wanted_edges,
     from embeddings
 
 ),
@@ -123,8 +123,8 @@ result as (
         candidates.degree_target as degree_target_threshold,
         candidates.percentile_90 as percentile_90_threshold,
         candidates.elbow_method as elbow_method_threshold,
-        {{ var('target_degree') | int }} as target_degree,
-        {{ var('k_neighbors') | int }} as k_neighbors,
+        {{ mdc_setting('target_degree') | int }} as target_degree,
+        {{ mdc_setting('k_neighbors') | int }} as k_neighbors,
     from chosen
     cross join graph_size
     cross join kept_edges

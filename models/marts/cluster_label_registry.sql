@@ -143,6 +143,6 @@ all_rows as (
 )
 
 select * from all_rows
-{%- if not var('stable_labels') %}
+{%- if not mdc_setting('stable_labels') %}
 where false
 {%- endif %}

@@ -7,7 +7,7 @@
     those of datasets it no longer sees, in the model's transaction); a
     place_new run writes nothing. `full_refresh: false`: never rebuilt.
 -#}
-{%- set full_run = var('clustering_mode') == 'full' %}
+{%- set full_run = mdc_setting('clustering_mode') == 'full' %}
 {{
     config(
         materialized='incremental',

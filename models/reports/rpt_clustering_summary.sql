@@ -228,22 +228,22 @@ summary as (
             pipeline_database := '{{ target.path | replace("'", "''") }}',
             chroma_path := clustered_collection.chroma_path,
             chroma_collection := clustered_collection.collection_name,
-            k_neighbors := {{ var('k_neighbors') | int }},
-            threshold_method := '{{ var("threshold_method") | replace("'", "''") }}',
-            {%- set given = var('similarity_threshold') %}
+            k_neighbors := {{ mdc_setting('k_neighbors') | int }},
+            threshold_method := '{{ mdc_setting("threshold_method") | replace("'", "''") }}',
+            {%- set given = mdc_setting('similarity_threshold') %}
             similarity_threshold := {{ 'null' if given is none else given | float }},
-            target_degree := {{ var('target_degree') | int }},
-            min_edges_per_dataset := {{ var('min_edges_per_dataset') | int }},
-            min_edge_similarity := {{ var('min_edge_similarity') | float }},
-            edge_weight := '{{ var("edge_weight") | replace("'", "''") }}',
-            snn_k := {{ var('snn_k') | int }},
-            resolution := '{{ var("resolution") | string | replace("'", "''") }}',
-            random_seed := {{ var('random_seed') | int }},
-            min_cluster_size := {{ var('min_cluster_size') | int }},
-            small_clusters := '{{ var("small_clusters") | replace("'", "''") }}',
-            max_cluster_size := {{ 'null' if var('max_cluster_size') is none else var('max_cluster_size') | int }},
-            target_n_clusters := {{ 'null' if var('target_n_clusters') is none else var('target_n_clusters') | int }},
-            neighborhood_k := {{ var('neighborhood_k') | int }}
+            target_degree := {{ mdc_setting('target_degree') | int }},
+            min_edges_per_dataset := {{ mdc_setting('min_edges_per_dataset') | int }},
+            min_edge_similarity := {{ mdc_setting('min_edge_similarity') | float }},
+            edge_weight := '{{ mdc_setting("edge_weight") | replace("'", "''") }}',
+            snn_k := {{ mdc_setting('snn_k') | int }},
+            resolution := '{{ mdc_setting("resolution") | string | replace("'", "''") }}',
+            random_seed := {{ mdc_setting('random_seed') | int }},
+            min_cluster_size := {{ mdc_setting('min_cluster_size') | int }},
+            small_clusters := '{{ mdc_setting("small_clusters") | replace("'", "''") }}',
+            max_cluster_size := {{ 'null' if mdc_setting('max_cluster_size') is none else mdc_setting('max_cluster_size') | int }},
+            target_n_clusters := {{ 'null' if mdc_setting('target_n_clusters') is none else mdc_setting('target_n_clusters') | int }},
+            neighborhood_k := {{ mdc_setting('neighborhood_k') | int }}
         ) as parameters,
         struct_pack(
             method := knn.knn_method,
@@ -273,7 +273,7 @@ summary as (
             connected_components := run_facts.n_components
         ) as graph,
         struct_pack(
-            backend := '{{ var("leiden_backend") | replace("'", "''") }}',
+            backend := '{{ mdc_setting("leiden_backend") | replace("'", "''") }}',
             resolution_used := run_facts.leiden_resolution,
             target_reached := run_facts.target_reached,
             oversize_clusters_split := run_facts.n_split,
@@ -289,7 +289,7 @@ summary as (
             sizes := cluster_stats.sizes
         ) as clusters,
         struct_pack(
-            stable_labels := {{ 'true' if var('stable_labels') else 'false' }},
+            stable_labels := {{ 'true' if mdc_setting('stable_labels') else 'false' }},
             kept := run_facts.labels_kept,
             born := run_facts.labels_born,
             retired := run_facts.labels_retired,

@@ -1,13 +1,13 @@
 """The most distinctive terms of every cluster (class-based TF-IDF of its members' texts)."""
 
+from mdc_clustering.settings import run_settings
 from mdc_clustering.terms import cluster_terms_of_texts
-from mdc_clustering.validation import positive_int
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    top_n = positive_int("cluster_top_terms", dbt.config.get("cluster_top_terms"))
-    stop_words = dbt.config.get("cluster_term_stop_words")
+    run = dbt.source("clustering_state", "run_settings")
+    terms = run_settings(run).terms
     memberships = dbt.ref("int_datasets_clustered")
     datasets = dbt.ref("stg_pipeline__datasets")
     # one joined text per cluster, members in dataset_id order: DuckDB does the join and the concatenation
@@ -20,6 +20,6 @@ def model(dbt, session):
     )
     return cluster_terms_of_texts(
         cluster_texts,
-        top_n=top_n,
-        extra_stop_words=stop_words.split(",") if stop_words else [],
+        top_n=terms.cluster_top_terms,
+        extra_stop_words=terms.cluster_term_stop_words,
     )

@@ -3,13 +3,15 @@
 from mdc_clustering.embeddings import iter_embeddings, read_embeddings
 from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress
+from mdc_clustering.settings import run_settings
 from mdc_clustering.tables import knn_recall_table
-from mdc_clustering.validation import positive_int
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    sample_size = positive_int("knn_recall_sample", dbt.config.get("knn_recall_sample"))
+    run = dbt.source("clustering_state", "run_settings")
+    knn = run_settings(run).knn
+    sample_size = knn.knn_recall_sample
     embeddings = dbt.ref("stg_chroma__embeddings")
     neighbors = dbt.ref("int_dataset_neighbors_searched")
     [(n,)] = embeddings.aggregate("count(*)").fetchall()
@@ -27,25 +29,15 @@ def model(dbt, session):
         .select("dataset_id, neighbor_id, neighbor_rank, search_dims, ivf_nlist, ivf_nprobe")
         .to_arrow_table()
     )
-    method, params = knn_settings(
-        n,
-        knn_method=dbt.config.get("knn_method"),
-        knn_exact_max_n=dbt.config.get("knn_exact_max_n"),
-        ivf_pca_dims=dbt.config.get("ivf_pca_dims"),
-        ivf_nlist=dbt.config.get("ivf_nlist"),
-        ivf_nprobe=dbt.config.get("ivf_nprobe"),
-        hnsw_m=dbt.config.get("hnsw_m"),
-        hnsw_ef_construction=dbt.config.get("hnsw_ef_construction"),
-        hnsw_ef_search=dbt.config.get("hnsw_ef_search"),
-        hnsw_pca_dims=dbt.config.get("hnsw_pca_dims"),
-    )
+    # the same k-NN settings as int_dataset_neighbors_searched (knn_min_recall included)
+    method, params = knn_settings(n, **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
     # the exact search streams the embeddings in slices: the whole matrix is never held
     return knn_recall_table(
         iter_embeddings(embeddings, normalize=True, batch_rows=65_536),
         read_embeddings(sampled, normalize=True),
         sample_neighbors,
         method=method,
-        k=dbt.config.get("k_neighbors"),
+        k=knn.k_neighbors,
         params=params,
         progress=dbt_progress("int_knn_recall_measured"),
     )

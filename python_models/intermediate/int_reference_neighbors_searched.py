@@ -3,14 +3,16 @@
 from mdc_clustering.chroma_reader import same_collection
 from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.progress import dbt_progress
+from mdc_clustering.settings import run_settings
 from mdc_clustering.tables import reference_neighbors
-from mdc_clustering.validation import positive_int
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    neighborhood_k = positive_int("neighborhood_k", dbt.config.get("neighborhood_k"))
-    k_neighbors = positive_int("k_neighbors", dbt.config.get("k_neighbors"))
+    run = dbt.source("clustering_state", "run_settings")
+    settings = run_settings(run)
+    neighborhood_k = settings.features.neighborhood_k
+    k_neighbors = settings.knn.k_neighbors
     collections = dbt.ref("stg_chroma__collections")
     knn = dbt.ref("int_dataset_neighbors_searched")
     embeddings = dbt.ref("stg_chroma__embeddings")

@@ -8,13 +8,13 @@ before anything is written to the pipeline's tables).
 
 from mdc_clustering.chroma_reader import read_collection
 from mdc_clustering.progress import dbt_progress
+from mdc_clustering.settings import run_settings
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    page_size = dbt.config.get("chroma_page_size")
-    invalid_embeddings = dbt.config.get("invalid_embeddings")
-    min_id_overlap = dbt.config.get("min_id_overlap")
+    run = dbt.source("clustering_state", "run_settings")
+    chroma = run_settings(run).chroma
     pipeline_database = dbt.config.get("pipeline_database")
     collections = dbt.source("chroma", "collections")
     datasets = dbt.source("pipeline", "datasets")
@@ -25,10 +25,10 @@ def model(dbt, session):
     return read_collection(
         chroma_path,
         chroma_collection,
-        page_size=page_size,
-        on_invalid=invalid_embeddings,
+        page_size=chroma.chroma_page_size,
+        on_invalid=chroma.invalid_embeddings,
         progress=dbt_progress("stg_chroma__embeddings"),
         dataset_ids=dataset_ids,
-        min_id_overlap=min_id_overlap,
+        min_id_overlap=chroma.min_id_overlap,
         datasets_source=f"main.datasets of {pipeline_database}",
     )

@@ -9,12 +9,13 @@ that collection, like stg_chroma__embeddings.
 
 from mdc_clustering.chroma_reader import read_collection, same_collection
 from mdc_clustering.progress import dbt_progress
+from mdc_clustering.settings import run_settings
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    page_size = dbt.config.get("chroma_page_size")
-    invalid_embeddings = dbt.config.get("invalid_embeddings")
+    run = dbt.source("clustering_state", "run_settings")
+    chroma = run_settings(run).chroma
     collections = dbt.source("chroma", "collections")
     embeddings = dbt.ref("stg_chroma__embeddings")
     roles = dict(
@@ -30,8 +31,8 @@ def model(dbt, session):
     return read_collection(
         reference_path,
         reference_collection,
-        page_size=page_size,
-        on_invalid=invalid_embeddings,
+        page_size=chroma.chroma_page_size,
+        on_invalid=chroma.invalid_embeddings,
         progress=dbt_progress("stg_chroma__reference_embeddings"),
         path_var="reference_chroma_path",
         name_var="reference_collection",

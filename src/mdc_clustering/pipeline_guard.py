@@ -94,3 +94,13 @@ class Plugin(BasePlugin):
     def update_connection_config(self, creds, config: dict[str, Any]) -> None:
         # Called by dbt-duckdb just before each duckdb.connect of the database file.
         check_database_exists(creds.path)
+
+    def configure_connection(self, conn) -> None:
+        # The settings check of on-run-start (macros/validate_settings.sql): one validator, in Python.
+        from .settings import check_settings
+
+        try:
+            conn.create_function("mdc_check_settings", check_settings, ["VARCHAR"], "VARCHAR")
+        except Exception as error:  # already registered on this connection (a cursor of it)
+            if "already exists" not in str(error):
+                raise
