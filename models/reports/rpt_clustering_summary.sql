@@ -51,6 +51,12 @@ clusters as (
 
 ),
 
+run_settings as (
+
+    select * from {{ source('clustering_state', 'run_settings') }}
+
+),
+
 knn as (
 
     select * from {{ ref('int_knn_recall_measured') }}
@@ -224,26 +230,14 @@ summary as (
         '{{ invocation_id }}' as invocation_id,
         cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp) as run_started_at,
         cast(current_timestamp as timestamp) as generated_at,
-        struct_pack(
-            pipeline_database := '{{ target.path | replace("'", "''") }}',
-            chroma_path := clustered_collection.chroma_path,
-            chroma_collection := clustered_collection.collection_name,
-            k_neighbors := {{ mdc_setting('k_neighbors') | int }},
-            threshold_method := '{{ mdc_setting("threshold_method") | replace("'", "''") }}',
-            {%- set given = mdc_setting('similarity_threshold') %}
-            similarity_threshold := {{ 'null' if given is none else given | float }},
-            target_degree := {{ mdc_setting('target_degree') | int }},
-            min_edges_per_dataset := {{ mdc_setting('min_edges_per_dataset') | int }},
-            min_edge_similarity := {{ mdc_setting('min_edge_similarity') | float }},
-            edge_weight := '{{ mdc_setting("edge_weight") | replace("'", "''") }}',
-            snn_k := {{ mdc_setting('snn_k') | int }},
-            resolution := '{{ mdc_setting("resolution") | string | replace("'", "''") }}',
-            random_seed := {{ mdc_setting('random_seed') | int }},
-            min_cluster_size := {{ mdc_setting('min_cluster_size') | int }},
-            small_clusters := '{{ mdc_setting("small_clusters") | replace("'", "''") }}',
-            max_cluster_size := {{ 'null' if mdc_setting('max_cluster_size') is none else mdc_setting('max_cluster_size') | int }},
-            target_n_clusters := {{ 'null' if mdc_setting('target_n_clusters') is none else mdc_setting('target_n_clusters') | int }},
-            neighborhood_k := {{ mdc_setting('neighborhood_k') | int }}
+        {#- every setting of the run (clustering_state.run_settings), with the store actually read -#}
+        json_merge_patch(
+            cast(run_settings.settings as json),
+            json_object(
+                'pipeline_database', '{{ target.path | replace("'", "''") }}',
+                'chroma_path', clustered_collection.chroma_path,
+                'chroma_collection', clustered_collection.collection_name
+            )
         ) as parameters,
         struct_pack(
             method := knn.knn_method,
@@ -316,6 +310,7 @@ summary as (
     cross join typed_clusters
     cross join connected_nodes
     cross join clustered_graph
+    cross join run_settings
     cross join unclustered_reasons
     cross join unembedded
     cross join orphan_embeddings
