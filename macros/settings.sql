@@ -12,7 +12,7 @@
     - validate_settings(): on-run-start, before anything is written: refuses
       Jinja in --vars (reading a var renders it), resolves the Chroma store
       (chroma_location), then has the settings module validate every value
-      through the DuckDB function mdc_check_settings (registered by the
+      through the DuckDB function mdc_settings_problem (registered by the
       profile's mdc_clustering.pipeline_guard plugin). A bad value stops the
       build naming the var and the allowed values; so does a --vars name
       that is a near miss of a setting's.
@@ -48,18 +48,23 @@
         {%- endif -%}
         {%- set payload = tojson({'settings': mdc_settings(), 'given': given.keys() | list}) -%}
         {%- set registered = run_query(
-            "select count(*) from duckdb_functions() where function_name = 'mdc_check_settings'"
+            "select count(*) from duckdb_functions() where function_name = 'mdc_settings_problem'"
         ).columns[0].values()[0] -%}
         {%- if registered == 0 -%}
             {{ exceptions.raise_compiler_error(
-                "The settings check mdc_check_settings is not registered: the dbt profile must load the plugin "
+                "The settings check mdc_settings_problem is not registered: the dbt profile must load the plugin "
                 ~ "mdc_clustering.pipeline_guard (plugins: [{module: mdc_clustering.pipeline_guard}] under the "
                 ~ "duckdb output, as this project's profiles.yml does)."
             ) }}
         {%- endif -%}
         {#- run while the hook is compiled: a failure then stops the whole invocation, as a compile error
             does, before any hook or model runs (a hook that fails when it runs does not stop the models) -#}
-        {%- do run_query("select mdc_check_settings('" ~ (payload | replace("'", "''")) ~ "')") -%}
+        {%- set problem = run_query(
+            "select mdc_settings_problem('" ~ (payload | replace("'", "''")) ~ "')"
+        ).columns[0].values()[0] -%}
+        {%- if problem -%}
+            {{ exceptions.raise_compiler_error(problem) }}
+        {%- endif -%}
     {%- endif -%}
     select 1 as settings_checked
 {%- endmacro %}

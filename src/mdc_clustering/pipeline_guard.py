@@ -97,10 +97,10 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn) -> None:
         # The settings check of on-run-start (macros/validate_settings.sql): one validator, in Python.
-        from .settings import check_settings
+        from .settings import settings_problem
 
         try:
-            conn.create_function("mdc_check_settings", check_settings, ["VARCHAR"], "VARCHAR")
+            conn.create_function("mdc_settings_problem", settings_problem, ["VARCHAR"], "VARCHAR")
         except Exception as error:  # already registered on this connection (a cursor of it)
             if "already exists" not in str(error):
                 raise

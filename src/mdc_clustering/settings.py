@@ -41,6 +41,7 @@ __all__ = [
     "markdown_table",
     "run_settings",
     "setting_fields",
+    "settings_problem",
 ]
 
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
@@ -427,6 +428,20 @@ def check_settings(text: str) -> str:
                 )
     Settings.from_flat(payload["settings"])
     return "ok"
+
+
+def settings_problem(text: str) -> str:
+    """:func:`check_settings` as the DuckDB function ``mdc_settings_problem``: ``''``, or the error's message.
+
+    Returning the message (instead of raising inside DuckDB, which wraps it
+    in "Python exception occurred while executing the UDF") lets the dbt
+    macro raise it as it is.
+    """
+    try:
+        check_settings(text)
+    except ParameterError as error:
+        return str(error)
+    return ""
 
 
 def _shown(value: Any) -> str:

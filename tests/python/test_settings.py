@@ -14,6 +14,7 @@ from mdc_clustering.settings import (
     GROUPS,
     Settings,
     check_settings,
+    settings_problem,
     defaults_macro,
     flat_defaults,
     with_table,
@@ -101,3 +102,6 @@ def test_the_run_start_check_catches_near_misses_but_lets_a_hosts_own_vars_pass(
     with pytest.raises(ParameterError, match="'k_neighbor' is not a setting; did you mean 'k_neighbors'"):
         check_settings(json.dumps(payload))
     assert check_settings(json.dumps({"settings": flat_defaults(), "given": ["start_date", "resolution"]})) == "ok"
+    # the DuckDB function on-run-start calls returns the message instead of raising inside DuckDB
+    assert settings_problem(json.dumps(payload)).startswith("var 'k_neighbor' is not a setting")
+    assert settings_problem(json.dumps({"settings": flat_defaults(), "given": []})) == ""
