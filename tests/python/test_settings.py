@@ -14,9 +14,9 @@ from mdc_clustering.settings import (
     GROUPS,
     Settings,
     check_settings,
-    settings_problem,
     defaults_macro,
     flat_defaults,
+    settings_problem,
     with_table,
 )
 
