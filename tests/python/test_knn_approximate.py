@@ -21,7 +21,8 @@ def oracle_recall(indices, expected, rows):
 
 def test_hnsw_finds_nearly_all_true_neighbours(rng):
     x = clustered(rng)
-    indices, sims = hnsw_knn(x, 15)
+    found = hnsw_knn(x, 15)
+    indices, sims = found.indices, found.similarities
     expected, expected_sims = brute_force(x, 15)
     assert indices.shape == sims.shape == (3000, 15)
     assert oracle_recall(indices, expected, range(3000)) > 0.97
@@ -36,13 +37,13 @@ def test_hnsw_is_repeatable(rng):
     x = clustered(rng, n=2000)
     first = hnsw_knn(x, 10, HnswParams(m=16, ef_construction=40, ef_search=32))
     second = hnsw_knn(x, 10, HnswParams(m=16, ef_construction=40, ef_search=32))
-    np.testing.assert_array_equal(first[0], second[0])
-    np.testing.assert_array_equal(first[1], second[1])
+    np.testing.assert_array_equal(first.indices, second.indices)
+    np.testing.assert_array_equal(first.similarities, second.similarities)
 
 
 def test_hnsw_with_k_at_least_n_gives_every_other_point(rng):
     x = rng.normal(size=(7, 5)).astype(np.float32)
-    indices, _ = hnsw_knn(x, 30)
+    indices = hnsw_knn(x, 30).indices
     assert indices.shape == (7, 6)
     for i in range(7):
         assert sorted(indices[i]) == [j for j in range(7) if j != i]
@@ -52,7 +53,7 @@ def test_weak_hnsw_parameters_show_in_the_measured_recall(rng):
     x = clustered(rng, n=4000, d=64, spread=1.5)
     expected, _ = brute_force(x, 20)
     sample = np.arange(0, 4000, 7)
-    weak, _ = hnsw_knn(x, 20, HnswParams(m=2, ef_construction=4, ef_search=1))
+    weak = hnsw_knn(x, 20, HnswParams(m=2, ef_construction=4, ef_search=1)).indices
     truth = oracle_recall(weak, expected, sample)
     assert truth < 0.9  # the weak index really misses neighbours
     assert knn_recall(x, sample, weak[sample]) == pytest.approx(truth, abs=0.01)
@@ -97,14 +98,15 @@ def test_hnsw_on_a_pca_projection_reranks_to_exact_similarities(rng):
     x = ((centres[rng.integers(0, 20, 3000)] + 0.5 * rng.normal(size=(3000, 12))) @ basis).astype(np.float32)
     x += 0.01 * rng.normal(size=x.shape).astype(np.float32)
     expected, _ = brute_force(x, 15)
-    indices, sims = hnsw_knn(x, 15, HnswParams(pca_dims=16))
+    found = hnsw_knn(x, 15, HnswParams(pca_dims=16))
+    indices, sims = found.indices, found.similarities
     assert oracle_recall(indices, expected, range(3000)) > 0.95
     assert not np.any(indices == np.arange(3000)[:, None])
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     np.testing.assert_allclose(sims, np.einsum("ij,ikj->ik", unit, unit[indices]), atol=1e-5)  # full-dim cosines
     assert np.all(np.diff(sims, axis=1) <= 1e-6)
     # too few components lose neighbours, and the measured recall says so
-    poor, _ = hnsw_knn(x, 15, HnswParams(pca_dims=2))
+    poor = hnsw_knn(x, 15, HnswParams(pca_dims=2)).indices
     sample = np.arange(0, 3000, 5)
     assert oracle_recall(poor, expected, sample) < 0.9
     assert knn_recall(x, sample, poor[sample]) == pytest.approx(oracle_recall(poor, expected, sample), abs=0.01)
@@ -127,13 +129,13 @@ def test_knn_settings_check_the_vars():
 
 
 def test_pair_similarities_are_the_dot_products_and_missing_is_minus_inf(rng):
-    from mdc_clustering.knn import _pair_similarities
+    from mdc_clustering.neighbors import pair_similarities
 
     x = rng.normal(size=(500, 24)).astype(np.float32)
     rows = rng.integers(0, 500, 60)
     others = rng.integers(0, 500, (60, 9))
     others[3, 2] = -1
-    got = _pair_similarities(x, rows, others)
+    got = pair_similarities(x, rows, others)
     expected = np.einsum("ij,ikj->ik", x[rows].astype(np.float64), x[others].astype(np.float64))
     expected[3, 2] = -np.inf
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
@@ -145,18 +147,17 @@ def test_pilot_recall_keeps_the_projection_only_where_it_works(rng):
     centres = rng.normal(size=(15, 8))
     low = ((centres[rng.integers(0, 15, 2000)] + 0.4 * rng.normal(size=(2000, 8))) @ basis).astype(np.float32)
     low += 0.01 * rng.normal(size=low.shape).astype(np.float32)
-    info: dict = {}
-    hnsw_knn(low, 10, HnswParams(pca_dims=16, pca_min_recall=0.9), info=info)
-    assert info["search_dims"] == 16 and info["pilot_recall"] >= 0.9
+    result = hnsw_knn(low, 10, HnswParams(pca_dims=16, pca_min_recall=0.9))
+    assert result.search_dims == 16 and result.pilot_recall >= 0.9
     # isotropic noise: 4 components lose the neighbours; the pilot sees it and the full rows are indexed
     iso = rng.normal(size=(2000, 96)).astype(np.float32)
-    info = {}
-    indices, _ = hnsw_knn(iso, 10, HnswParams(pca_dims=4, pca_min_recall=0.9), info=info)
+    result = hnsw_knn(iso, 10, HnswParams(pca_dims=4, pca_min_recall=0.9))
+    indices = result.indices
     expected, _ = brute_force(iso, 10)
-    assert info["pilot_recall"] < 0.5 and info["search_dims"] == 96
+    assert result.pilot_recall < 0.5 and result.search_dims == 96
     assert oracle_recall(indices, expected, range(2000)) > 0.9
     # without the check the projection is used whatever it costs
-    poor, _ = hnsw_knn(iso, 10, HnswParams(pca_dims=4))
+    poor = hnsw_knn(iso, 10, HnswParams(pca_dims=4)).indices
     assert oracle_recall(poor, expected, range(2000)) < 0.5
 
 
@@ -172,7 +173,7 @@ def test_streamed_recall_equals_the_in_memory_measure(rng, batch_rows):
     x = clustered(rng, n=1500, d=16, centres=10)
     x[7] = x[8]  # a duplicate: ties with the k-th must count as hits in both
     ids = [f"d{i:05d}" for i in range(len(x))]
-    weak, _ = hnsw_knn(x, 12, HnswParams(m=2, ef_construction=4, ef_search=1))
+    weak = hnsw_knn(x, 12, HnswParams(m=2, ef_construction=4, ef_search=1)).indices
     sample = np.sort(rng.choice(len(x), 80, replace=False))
     sample[0] = 7
     rel = _relation(duckdb.connect(), ids, x)
@@ -231,12 +232,12 @@ def low_dimensional(rng, n=6000, d=96, intrinsic=8, centres=40, spread=0.5, nois
 
 def test_ivf_finds_nearly_all_true_neighbours_with_exact_similarities(rng):
     x = low_dimensional(rng)
-    info: dict = {}
-    indices, sims = ivf_knn(x, 15, IvfParams(pca_dims=16, nprobe=4, min_recall=0.95), info=info)
+    result = ivf_knn(x, 15, IvfParams(pca_dims=16, nprobe=4, min_recall=0.95))
+    indices, sims = result.indices, result.similarities
     expected, expected_sims = brute_force(x, 15)
     assert indices.shape == sims.shape == (6000, 15)
     # the pilot raised nprobe from 4 until its 500 rows reached 0.955; the whole set agrees with brute force
-    assert info["nprobe"] > 4 and info["pilot_recall"] >= 0.955 and info["search_dims"] == 16
+    assert result.nprobe > 4 and result.pilot_recall >= 0.955 and result.search_dims == 16
     assert oracle_recall(indices, expected, range(6000)) > 0.95
     assert not np.any(indices == np.arange(6000)[:, None])
     assert np.all(np.diff(sims, axis=1) <= 1e-6)
@@ -248,11 +249,11 @@ def test_ivf_pilot_grows_a_projection_too_narrow_for_the_data(rng):
     # 8 intrinsic dimensions: 3 principal components cannot hold the neighbours, and the pilot sees it
     x = low_dimensional(rng, n=4000, intrinsic=8)
     expected, _ = brute_force(x, 15)
-    info: dict = {}
-    indices, _ = ivf_knn(x, 15, IvfParams(pca_dims=3, nprobe=4, min_recall=0.95), info=info)
-    assert info["search_dims"] > 3
+    result = ivf_knn(x, 15, IvfParams(pca_dims=3, nprobe=4, min_recall=0.95))
+    indices = result.indices
+    assert result.search_dims > 3
     assert oracle_recall(indices, expected, range(4000)) > 0.95
-    narrow, _ = ivf_knn(x, 15, IvfParams(pca_dims=3, nprobe=10**6))  # every cell, no pilot: the projection's loss
+    narrow = ivf_knn(x, 15, IvfParams(pca_dims=3, nprobe=10**6)).indices  # every cell, no pilot: the projection's loss
     assert oracle_recall(narrow, expected, range(4000)) < 0.9
 
 
@@ -260,13 +261,13 @@ def test_ivf_pilot_recall_is_the_recall_of_what_it_searched(rng):
     # nprobe fixed (no pilot bar): few cells scanned, and the measured recall shows it
     x = clustered(rng, n=4000, d=64, spread=1.5)
     expected, _ = brute_force(x, 20)
-    weak, _ = ivf_knn(x, 20, IvfParams(pca_dims=8, nlist=200, nprobe=1))
+    weak = ivf_knn(x, 20, IvfParams(pca_dims=8, nlist=200, nprobe=1)).indices
     sample = np.arange(0, 4000, 7)
     truth = oracle_recall(weak, expected, sample)
     assert truth < 0.8
     assert knn_recall(x, sample, weak[sample]) == pytest.approx(truth, abs=0.01)
     # every cell scanned and the full vectors kept: the candidates are the exact neighbours' superset
-    full, _ = ivf_knn(x, 20, IvfParams(pca_dims=None, nlist=20, nprobe=20))
+    full = ivf_knn(x, 20, IvfParams(pca_dims=None, nlist=20, nprobe=20)).indices
     assert oracle_recall(full, expected, sample) > 0.97
 
 
@@ -274,10 +275,10 @@ def test_ivf_is_repeatable_and_handles_tiny_inputs(rng):
     x = low_dimensional(rng, n=3000)
     first = ivf_knn(x, 10, IvfParams(pca_dims=15, nprobe=8))  # odd dimension: padded with a zero column
     second = ivf_knn(x, 10, IvfParams(pca_dims=15, nprobe=8))
-    np.testing.assert_array_equal(first[0], second[0])
-    np.testing.assert_array_equal(first[1], second[1])
+    np.testing.assert_array_equal(first.indices, second.indices)
+    np.testing.assert_array_equal(first.similarities, second.similarities)
     tiny = rng.normal(size=(7, 5)).astype(np.float32)
-    indices, _ = ivf_knn(tiny, 30)
+    indices = ivf_knn(tiny, 30).indices
     assert indices.shape == (7, 6)
     for i in range(7):
         assert sorted(indices[i]) == [j for j in range(7) if j != i]

@@ -1,0 +1,38 @@
+"""k-nearest neighbours by cosine similarity, one module per backend.
+
+- exact (:mod:`._exact`): :func:`exact_knn`, :func:`query_knn`, in bounded memory;
+- IVF (:mod:`._ivf`): :func:`ivf_knn` with :class:`IvfParams`;
+- HNSW (:mod:`._hnsw`): :func:`hnsw_knn` with :class:`HnswParams`;
+- recall (:mod:`._recall`): :func:`knn_recall` and its parts, against exact search.
+
+The approximate backends return a :class:`KnnResult`: the neighbours and how
+they were searched. :func:`knn_settings` picks the backend from the dbt vars;
+:func:`knn_table` turns neighbours into the long Arrow table the models write.
+"""
+
+from ._common import KnnResult, knn_table, normalize_rows, pair_similarities
+from ._exact import exact_knn, query_knn
+from ._hnsw import HnswParams, hnsw_knn
+from ._ivf import IvfParams, ivf_knn
+from ._recall import distinct_others, knn_recall, recall_from_kth, streamed_kth_similarity
+from ._settings import KNN_METHODS, choose_knn_method, knn_settings
+
+__all__ = [
+    "KNN_METHODS",
+    "HnswParams",
+    "IvfParams",
+    "KnnResult",
+    "choose_knn_method",
+    "distinct_others",
+    "exact_knn",
+    "hnsw_knn",
+    "ivf_knn",
+    "knn_recall",
+    "knn_settings",
+    "knn_table",
+    "normalize_rows",
+    "pair_similarities",
+    "query_knn",
+    "recall_from_kth",
+    "streamed_kth_similarity",
+]

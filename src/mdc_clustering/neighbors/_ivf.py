@@ -1,0 +1,211 @@
+"""Approximate k-NN with a faiss inverted file of 4-bit codes on a PCA projection, tuned by a pilot sample."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..validation import optional_positive_int, positive_int, unit_interval
+from ._common import CHUNK, KnnResult, best_by_cosine, pca_basis, project, rerank, unit_rows_and_k
+from ._exact import exact_knn, fill_short_rows
+from ._recall import distinct_others, recall_from_kth
+
+# Rows of the IVF pilot recall checks.
+IVF_PILOT_ROWS = 500
+# Below this many rows ivf_knn searches exactly.
+IVF_MIN_ROWS = 1000
+# The IVF pilot stops raising nprobe at 1/IVF_MAX_SCANNED of the cells.
+IVF_MAX_SCANNED = 8
+# The IVF pilot aims this far above knn_min_recall: its 500 rows give an estimate (standard error
+# about 0.003 at recall 0.96), not the figure.
+PILOT_MARGIN = 0.005
+# Candidates the 4-bit codes propose per candidate kept by the exact re-rank in the projection.
+_IVF_REFINE_FACTOR = 2.5
+
+
+def _ceiling_wanted(wanted: float) -> float:
+    """Recall a projection must allow when scanned whole: half-way from ``wanted`` to 1, room for the cells' loss."""
+    return wanted + (1.0 - wanted) / 2
+
+
+@dataclass(frozen=True)
+class IvfParams:
+    """Parameters of the inverted-file index (see ``dbt_project.yml`` for the measured defaults).
+
+    The rows are projected on their first ``pca_dims`` principal components
+    (``None``: kept whole), split into ``nlist`` cells by k-means (``None``:
+    about ``4 * sqrt(n)``), and stored as 4-bit codes (faiss fast-scan). A
+    query scans the ``nprobe`` cells nearest to it; the candidates are
+    re-ranked by exact distance in the projection, then by exact cosine in
+    full dimension. ``min_recall``: when set, a pilot sample of rows searched
+    exactly first grows the projection, then ``nprobe`` (up to an eighth of
+    the cells), until its recall@k reaches ``min_recall`` plus
+    :data:`PILOT_MARGIN` (see :func:`ivf_knn`).
+    """
+
+    pca_dims: int | None = 32
+    nlist: int | None = None
+    nprobe: int = 32
+    min_recall: float | None = None
+
+    @classmethod
+    def from_vars(cls, pca_dims: object, nlist: object, nprobe: object, min_recall: object = None) -> IvfParams:
+        return cls(
+            optional_positive_int("ivf_pca_dims", pca_dims),
+            optional_positive_int("ivf_nlist", nlist),
+            positive_int("ivf_nprobe", nprobe),
+            None if min_recall is None else unit_interval("knn_min_recall", min_recall),
+        )
+
+
+def ivf_knn(
+    vectors: np.ndarray,
+    k: int,
+    params: IvfParams | None = None,
+    *,
+    normalized: bool = False,
+    progress: Callable[..., None] | None = None,
+) -> KnnResult:
+    """Approximate cosine k-nearest neighbours of every row among the rows, itself excluded.
+
+    The unit rows are projected on their first ``params.pca_dims``
+    principal components (fitted on a seeded sample of 20,000 rows; L2 there
+    ranks like cosine up to the projection) and put in a faiss
+    ``IndexIVFPQFastScan``: ``nlist`` k-means cells, each row stored as one
+    4-bit code per dimension, scanned with SIMD lookups. Each row asks the
+    ``nprobe`` cells nearest to it for ``2.5 x (k + 1 + max(10, k // 2))``
+    candidates, which faiss re-ranks by exact L2 in the projection
+    (``IndexRefineFlat``) down to ``k + 1 + max(10, k // 2)``; those are
+    re-ranked by exact cosine in full dimension and the row itself dropped.
+    Rows are searched in the order of their cell, so that neighbouring
+    queries scan the same cells.
+
+    With ``params.min_recall``, two pilot checks on :data:`IVF_PILOT_ROWS`
+    seeded rows, searched exactly, tune the search before it runs (both
+    always logged). First the projection: the pilot rows' nearest candidates
+    in it, re-ranked in full dimension, must reach recall@k half-way from
+    ``min_recall + PILOT_MARGIN`` to 1; if not, the projection grows by half
+    (up to the full vectors): text embeddings need far more components
+    than data of low intrinsic dimension. Then the cells:
+    ``nprobe`` grows by half until the pilot rows' recall@k reaches
+    ``min_recall + PILOT_MARGIN`` or an eighth of the cells
+    (:data:`IVF_MAX_SCANNED`) is scanned: past that the data has no
+    neighbourhood structure an index can use (isotropic noise), the search
+    would cost a fair share of the exact one, and the measured recall (and
+    its warning test) says so instead. Rows the index
+    returns too few neighbours for are searched exactly, and so is
+    everything below :data:`IVF_MIN_ROWS` rows (too few to train the cells
+    on). Building and searching use all cores (OpenMP); the result does not
+    depend on the thread count.
+
+    Memory: the unit rows (the caller's, when ``normalized``), the projection
+    twice (the index's flat copy for the re-rank) and the codes, ``4.5 x
+    dims`` bytes a row beyond the rows (144 bytes at 32 dimensions).
+
+    Parameters
+    ----------
+    normalized
+        ``vectors`` already has unit-length float32 rows (no copy is made).
+
+    Returns
+    -------
+    KnnResult
+        ``indices`` and ``similarities`` as :func:`exact_knn`'s (``(n,
+        min(k, n - 1))``, by decreasing similarity, ties by index);
+        ``search_dims`` (the dimension the index compared rows in, after the
+        pilot), ``nlist``, ``nprobe`` (the value searched with, after the
+        pilot) and ``pilot_recall`` (recall@k on the pilot rows at that
+        ``nprobe``; None when not checked). Below :data:`IVF_MIN_ROWS` rows
+        (searched exactly) ``nlist`` and ``nprobe`` are None.
+    """
+    import faiss
+
+    params = params or IvfParams()
+    x, k_eff = unit_rows_and_k(vectors, k, normalized)
+    n, d = x.shape
+    if n < IVF_MIN_ROWS:  # too few rows to train cells and codes on; the exact search costs nothing here
+        return KnnResult(*exact_knn(x, k, normalized=True), search_dims=d)
+    started = time.perf_counter()
+    n_candidates = min(n, k_eff + 1 + max(10, k_eff // 2))
+    checked = params.min_recall is not None and n > IVF_PILOT_ROWS
+    if checked:
+        pilot = np.sort(np.random.default_rng(0).choice(n, IVF_PILOT_ROWS, replace=False))
+        # exact k-th similarity among the others: the (k+1)-th of all rows, the row itself (1.0) being one
+        all_sims, _ = faiss.knn(np.ascontiguousarray(x[pilot]), x, k_eff + 1, faiss.METRIC_INNER_PRODUCT)
+        kth = all_sims[:, k_eff]
+        wanted = min(1.0, params.min_recall + PILOT_MARGIN)
+    dims = params.pca_dims if params.pca_dims is not None and params.pca_dims < d else d
+    keys = x
+    if dims < d:
+        mean, basis = pca_basis(x, d)
+        while True:
+            keys = project(x, mean, basis[:, :dims])
+            if not checked:
+                break
+            # the projection's ceiling: its exact nearest candidates, re-ranked in full dimension
+            _, found = faiss.knn(np.ascontiguousarray(keys[pilot]), keys, n_candidates, faiss.METRIC_L2)
+            best, best_sims = best_by_cosine(x, pilot, found, k_eff)
+            ceiling = recall_from_kth(distinct_others(best, pilot), best_sims, kth)
+            if progress is not None:  # always logged: it decides the search's cost
+                progress(f"pilot recall@{k_eff} of a {dims}-dim projection scanned whole on {IVF_PILOT_ROWS} rows: "
+                         f"{ceiling:.3f} (wanted {_ceiling_wanted(wanted):.3f})", final=True)
+            if ceiling >= _ceiling_wanted(wanted):
+                break
+            dims = (3 * dims + 1) // 2
+            if dims >= d:
+                dims, keys = d, x
+                break
+        del basis
+    search_dims = dims
+    if keys.shape[1] % 2:  # fast-scan codes come in pairs: a zero column changes no distance
+        keys = np.ascontiguousarray(np.pad(keys, ((0, 0), (0, 1))))
+    dims = keys.shape[1]
+    nlist = params.nlist or int(round(4 * np.sqrt(n)))
+    nlist = max(1, min(nlist, n // 39))  # k-means wants >= 39 training rows a cell
+    train = keys[np.sort(np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False))]
+    quantizer = faiss.IndexFlatL2(dims)
+    coarse = faiss.IndexIVFPQFastScan(quantizer, dims, nlist, dims, 4)
+    coarse.cp.seed = 0
+    coarse.train(np.ascontiguousarray(train))
+    index = faiss.IndexRefineFlat(coarse)
+    index.k_factor = _IVF_REFINE_FACTOR
+    for start in range(0, n, CHUNK):
+        index.add(keys[start : start + CHUNK])
+    _, cell = quantizer.search(keys, 1)
+    order = np.argsort(cell.ravel(), kind="stable")  # queries of one cell scan the same cells
+    del cell, train
+    if progress is not None:
+        progress(
+            f"IVF index ({dims} dims, {nlist} cells, 4-bit codes): {n} rows in {time.perf_counter() - started:.1f}s",
+            final=True,
+        )
+    nprobe = min(params.nprobe, nlist)
+    most = max(nprobe, -(-nlist // IVF_MAX_SCANNED))  # the pilot scans at most this many cells a row
+    coarse.nprobe = nprobe
+    if checked:
+        while True:
+            found, found_sims = rerank(index, keys, x, pilot, n_candidates, k_eff)
+            recall = recall_from_kth(distinct_others(found, pilot), found_sims, kth)
+            if progress is not None:  # always logged: it decides the search's cost
+                progress(f"pilot recall@{k_eff} with nprobe {nprobe} of {nlist} cells on {IVF_PILOT_ROWS} rows: "
+                         f"{recall:.3f} (wanted {wanted:.3f})", final=True)
+            if recall >= wanted or nprobe >= most:
+                break
+            nprobe = min(most, (3 * nprobe + 1) // 2)
+            coarse.nprobe = nprobe
+    pilot_recall = recall if checked else None
+    indices = np.empty((n, k_eff), np.int64)
+    sims = np.empty((n, k_eff), np.float32)
+    searched = time.perf_counter()
+    for start in range(0, n, CHUNK):
+        rows = order[start : start + CHUNK]
+        indices[rows], sims[rows] = rerank(index, keys, x, rows, n_candidates, k_eff)
+        if progress is not None:
+            progress(f"IVF search (nprobe {nprobe}): {min(n, start + CHUNK)}/{n} rows "
+                     f"({time.perf_counter() - searched:.1f}s)")
+    del index, coarse, quantizer, keys
+    indices, sims = fill_short_rows(x, indices, sims, k_eff, progress)
+    return KnnResult(indices, sims, search_dims=search_dims, nlist=nlist, nprobe=nprobe, pilot_recall=pilot_recall)

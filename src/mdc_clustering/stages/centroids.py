@@ -1,0 +1,96 @@
+"""The centroid stage: each clustered dataset's cosine similarity to its cluster's centroid."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..embeddings import Embeddings, as_embeddings
+from ..errors import ClusteringInputError
+from ..neighbors import normalize_rows
+
+
+def centroid_similarities(
+    embeddings: Embeddings | pa.Table | Callable[[], Iterable[tuple[pa.Array, np.ndarray, pa.Array, pa.Array]]],
+    memberships: pa.Table | None = None,
+) -> pa.Table:
+    """Each clustered dataset's cosine similarity to its cluster's centroid.
+
+    The centroid of a cluster is the mean of its members' unit-length
+    embeddings.
+
+    Parameters
+    ----------
+    embeddings
+        ``dataset_id``, ``embedding`` of every embedded dataset (then
+        ``memberships`` says who is in which cluster); or a function
+        returning ``(ids, unit rows, cluster, cluster_code)`` slices of the
+        clustered datasets only, ``cluster_code`` numbering the clusters
+        ``0..m-1`` (:func:`mdc_clustering.embeddings.iter_embeddings` over
+        DuckDB's join of the embeddings and the memberships, with
+        ``columns=("cluster", "cluster_code")``). The function is called twice
+        (centroids, then similarities), so the matrix is never held whole.
+    memberships
+        ``dataset_id``, ``cluster`` (null = unclustered), with a table of
+        embeddings.
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per clustered dataset: ``dataset_id``, ``cluster``,
+        ``cluster_size`` and ``centroid_similarity`` (float64).
+    """
+    from scipy import sparse
+
+    if callable(embeddings):
+        slices = embeddings
+    else:
+        if memberships is None:
+            raise ClusteringInputError("centroid_similarities needs the memberships with a table of embeddings")
+        emb = as_embeddings(embeddings)
+        unit = emb.matrix if emb.normalized else normalize_rows(emb.matrix)
+        clustered = memberships.filter(pc.is_valid(memberships.column("cluster")))
+        rows = pc.index_in(clustered.column("dataset_id"), value_set=emb.ids)
+        if rows.null_count:
+            raise ClusteringInputError("memberships name datasets that have no embedding")
+        cluster = clustered.column("cluster").combine_chunks()
+        codes = pc.index_in(cluster, value_set=pc.unique(cluster))
+        one = (clustered.column("dataset_id").combine_chunks(), unit[rows.to_numpy()], cluster, codes)
+
+        def slices():
+            return [one]
+
+    def as_codes(codes: pa.Array) -> np.ndarray:
+        return np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    sums = np.zeros((0, 0), dtype=np.float64)
+    for _ids, rows, _cluster, codes in slices():
+        at = as_codes(codes)
+        if not len(at):
+            continue
+        m = max(sums.shape[0], int(at.max()) + 1)
+        if sums.shape != (m, rows.shape[1]):
+            sums = np.pad(sums, ((0, m - sums.shape[0]), (0, rows.shape[1] - sums.shape[1])))
+        indicator = sparse.csr_matrix((np.ones(len(at)), (at, np.arange(len(at)))), shape=(m, len(at)))
+        sums += indicator @ rows.astype(np.float64)
+    centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    out_ids, out_clusters, out_codes, out_sims = [], [], [np.zeros(0, np.int64)], [np.zeros(0)]
+    if sums.shape[0]:
+        for ids, rows, cluster, codes in slices():
+            at = as_codes(codes)
+            out_ids.append(ids)
+            out_clusters.append(cluster)
+            out_codes.append(at)
+            out_sims.append(np.einsum("ij,ij->i", rows.astype(np.float64), centroids[at]))
+    codes = np.concatenate(out_codes)
+    return pa.table(
+        {
+            "dataset_id": pa.chunked_array(out_ids, pa.string()).combine_chunks(),
+            "cluster": pa.chunked_array(out_clusters, pa.string()).combine_chunks(),
+            "cluster_size": pa.array(np.bincount(codes, minlength=sums.shape[0])[codes]),
+            "centroid_similarity": pa.array(np.clip(np.concatenate(out_sims), -1.0, 1.0)),
+        }
+    )

@@ -1,0 +1,228 @@
+"""The clustering stage: Leiden on the k-NN graph, with labels carried over from the previous run."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ClusteringInputError
+from ..labels import match_labels
+from ..leiden import NO_CLUSTER, build_graph, leiden_cluster
+from ..snn import EDGE_WEIGHTS, neighbor_sets, shared_neighbor_weights
+from ._arrow import Progress
+from .memberships import labels_of, memberships_table
+
+
+def node_index(node_ids: pa.Array, column: pa.ChunkedArray, name: str) -> np.ndarray:
+    index = pc.index_in(column, value_set=node_ids)
+    if index.null_count:
+        missing = pc.filter(column, pc.is_null(index)).unique().to_pylist()[:5]
+        raise ClusteringInputError(f"graph edges name datasets that have no embedding ({name}): {missing}")
+    return index.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def edge_weights(
+    node_ids: pa.Array,
+    sources: np.ndarray,
+    targets: np.ndarray,
+    similarities: np.ndarray,
+    *,
+    method: str = "cosine",
+    neighbors: pa.Table | None = None,
+    snn_k: int = 15,
+) -> np.ndarray:
+    """The weight of each graph edge: its cosine similarity, or its shared-neighbour (Jaccard) weight.
+
+    ``neighbors`` (``dataset_id``, ``neighbor_id``, ``neighbor_rank``) is the
+    k-NN table, needed for ``method='snn'``: see
+    :func:`mdc_clustering.snn.shared_neighbor_weights` for the rule.
+    """
+    from ..validation import choice, positive_int
+
+    method = choice("edge_weight", method, EDGE_WEIGHTS)
+    if method == "cosine":
+        return np.asarray(similarities, dtype=np.float64)
+    snn_k = positive_int("snn_k", snn_k)
+    if neighbors is None:
+        raise ClusteringInputError("edge_weight 'snn' needs the k-NN table (neighbors)")
+    rows = node_index(node_ids, neighbors.column("dataset_id"), "dataset_id")
+    others = node_index(node_ids, neighbors.column("neighbor_id"), "neighbor_id")
+    ranks = neighbors.column("neighbor_rank").to_numpy().astype(np.int64)
+    sets = neighbor_sets(len(node_ids), rows, others, ranks, snn_k)
+    return shared_neighbor_weights(sources, targets, sets)
+
+
+def cluster_memberships(
+    nodes: pa.Table,
+    edges: pa.Table,
+    *,
+    resolution: float | str = 1.0,
+    seed: int = 42,
+    min_cluster_size: int = 2,
+    small_clusters: str = "attach",
+    edge_weight: str = "cosine",
+    neighbors: pa.Table | None = None,
+    snn_k: int = 15,
+    max_cluster_size: int | None = None,
+    target_n_clusters: int | None = None,
+    target_tolerance: float = 0.1,
+    previous: pa.Table | None = None,
+    registry: pa.Table | None = None,
+    stable_labels: bool = True,
+    min_label_overlap: float = 0.3,
+    backend: str = "igraph",
+    progress: Progress = None,
+) -> pa.Table:
+    """Leiden memberships of every node: one row per dataset, edgeless ones included.
+
+    Parameters
+    ----------
+    nodes
+        Table with a ``dataset_id`` column: every dataset of the graph.
+    edges
+        Table ``source_id``, ``target_id``, ``weight`` (the pair's cosine
+        similarity): one row per undirected pair (as built by the
+        ``int_graph_edges_filtered`` model).
+    resolution, seed, min_cluster_size, small_clusters, max_cluster_size, target_n_clusters, target_tolerance
+        See :func:`mdc_clustering.leiden.leiden_cluster`.
+    edge_weight, neighbors, snn_k
+        How edges are weighted for Leiden: see :func:`edge_weights` (the
+        dbt project's default is ``snn``, with the k-NN table).
+    previous
+        ``dataset_id``, ``cluster``: the previous run's labels (the
+        ``datasets`` table before this run).
+    registry
+        ``label_number``: every label number ever handed out.
+    stable_labels
+        When true (and ``previous`` holds labels), Leiden starts from the
+        previous clusters and new clusters inherit the label of the previous
+        cluster they match (:func:`mdc_clustering.labels.match_labels`);
+        when false, labels are ``cluster_0..`` by size, as in a first run.
+    min_label_overlap
+        Smallest Jaccard overlap for a cluster to keep a previous label.
+    backend
+        Leiden implementation: ``igraph`` or ``leidenalg`` (see
+        :func:`mdc_clustering.leiden.leiden_cluster`).
+
+    Returns
+    -------
+    pyarrow.Table
+        ``dataset_id``; ``cluster`` (label; null when dissolved);
+        ``cluster_number`` (0 = largest this run); ``label_status`` ('kept'
+        or 'born'); ``previous_cluster``; ``unclustered_reason`` (see
+        :class:`mdc_clustering.leiden.ClusteringResult`); ``community``
+        (Leiden community before the small-cluster rule) and
+        ``community_size``; and, the same on every row, the run's
+        ``leiden_resolution``, ``modularity``, ``n_components``,
+        ``target_reached``, ``n_split``, ``n_attached``, ``edge_weight``,
+        ``resolution_scan`` (JSON list, ``resolution='auto'`` only), and
+        the label counts ``labels_kept``, ``labels_born``,
+        ``labels_retired``, ``clusters_split``, ``clusters_merged``,
+        ``share_kept_label``.
+    """
+    started = time.perf_counter()
+    node_ids = nodes.column("dataset_id").combine_chunks()
+    if len(node_ids) == 0:
+        raise ClusteringInputError("no datasets to cluster: the embeddings table is empty")
+    sources = node_index(node_ids, edges.column("source_id"), "source_id")
+    targets = node_index(node_ids, edges.column("target_id"), "target_id")
+    similarities = edges.column("weight").to_numpy().astype(np.float64)
+    weights = edge_weights(
+        node_ids, sources, targets, similarities, method=edge_weight, neighbors=neighbors, snn_k=snn_k
+    )
+    positive = (weights > 0) & (similarities > 0)
+    if not positive.all() and progress is not None:
+        progress(
+            f"{int((~positive).sum())} edges with similarity or weight <= 0 left out of the graph "
+            "(Leiden needs positive weights)",
+            final=True,
+        )
+    sources, targets, weights = sources[positive], targets[positive], weights[positive]
+    order = np.lexsort((targets, sources))  # edge order fixed, whatever the table's order
+    graph = build_graph(len(node_ids), sources[order], targets[order], weights[order])
+    previous_labels: list[str | None] = [None] * len(node_ids)
+    if previous is not None and stable_labels:
+        previous_labels = labels_of(node_ids, previous).to_pylist()
+    warm = any(label is not None for label in previous_labels)
+    initial = None
+    if warm:
+        # previous clusters as start communities; every other node alone, and so is a node
+        # without edges (it cannot be held in a cluster by its past alone)
+        prev = pa.array(previous_labels, pa.string())
+        codes = pc.index_in(prev, value_set=pc.unique(prev.drop_null()).sort())
+        codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        has_edge = np.asarray(graph.degree()) > 0
+        alone = len(node_ids) + np.arange(len(node_ids), dtype=np.int64)
+        initial = np.where((codes >= 0) & has_edge, codes, alone)
+    if progress is not None:
+        start = "warm start from the previous clusters" if warm else "cold start"
+        progress(f"Leiden ({backend}) on {graph.vcount()} nodes, {graph.ecount()} edges ({start})", final=True)
+    result = leiden_cluster(
+        graph,
+        resolution,
+        seed=seed,
+        min_cluster_size=min_cluster_size,
+        small_clusters=small_clusters,
+        max_cluster_size=max_cluster_size,
+        target_n_clusters=target_n_clusters,
+        target_tolerance=target_tolerance,
+        initial_membership=initial,
+        backend=backend,
+    )
+    used = set()
+    if registry is not None and stable_labels:
+        used = {int(x) for x in registry.column("label_number").to_pylist() if x is not None}
+    matching = match_labels(
+        result.clusters,
+        previous_labels,
+        used_numbers=used if warm else set(),
+        min_overlap=min_label_overlap,
+    )
+    if not warm:  # first run (or stable_labels off): plain numbering by size
+        matching.labels = [None if c == NO_CLUSTER else f"cluster_{c}" for c in result.clusters.tolist()]
+        matching.status = {label: "born" for label in set(matching.labels) if label is not None}
+    labels = pa.array(matching.labels, pa.string())
+    status = pa.array([matching.status.get(label) if label else None for label in matching.labels], pa.string())
+    community_size = np.bincount(result.communities)[result.communities]
+    table = memberships_table(
+        {
+            "dataset_id": node_ids,
+            "cluster": labels,
+            "cluster_number": pa.array(result.clusters, mask=result.clusters == NO_CLUSTER),
+            "label_status": status,
+            "previous_cluster": previous_labels,
+            "unclustered_reason": result.unclustered_reason.tolist(),
+            "community": result.communities,
+            "community_size": community_size,
+        },
+        {
+            "leiden_resolution": result.resolution,
+            "modularity": None if np.isnan(result.modularity) else result.modularity,
+            "n_components": result.n_components,
+            "target_reached": result.target_reached,
+            "n_split": result.n_split,
+            "n_attached": result.n_attached,
+            "edge_weight": edge_weight,
+            "resolution_scan": json.dumps(result.scan) if result.scan else None,
+            "labels_kept": matching.kept if warm else 0,
+            "labels_born": matching.born,
+            "labels_retired": matching.retired if warm else 0,
+            "clusters_split": matching.split if warm else 0,
+            "clusters_merged": matching.merged if warm else 0,
+            "share_kept_label": matching.share_kept if warm else None,
+        },
+    )
+    if progress is not None:
+        progress(
+            f"{result.n_clusters} clusters, {int((result.clusters == NO_CLUSTER).sum())} datasets unclustered "
+            f"({result.n_attached} attached from too-small communities), "
+            f"modularity {result.modularity:.3f}, resolution {result.resolution:.4g}, "
+            f"labels kept {matching.kept if warm else 0} / born {matching.born} "
+            f"in {time.perf_counter() - started:.1f}s",
+            final=True,
+        )
+    return table
