@@ -137,8 +137,8 @@ def read_collection(
         :func:`mdc_clustering.progress.dbt_progress`).
     processes
         Reader processes. Chroma's ``get`` spends most of its time building
-        Python lists, one core's work: at a million items 45 s in one
-        process. ``None``: one per core (at most 4) from
+        Python lists, one core's work, so large collections are read by
+        several processes. ``None``: one per core (at most 4) from
         :data:`PROCESSES_FROM_ROWS` items, else one. Each process opens the
         store itself (spawned, not forked) and sends back pages of
         :data:`_PROCESS_CHUNK_ROWS` items, so memory stays the matrix plus a
@@ -279,7 +279,7 @@ def _read_in_processes(path, name, path_var, name_var, chunks, page_size, proces
     import sys
     from concurrent.futures import ProcessPoolExecutor
 
-    # A spawned process first re-runs the parent's main script (for dbt: its CLI, ~2 s of imports each)
+    # A spawned process first re-runs the parent's main script (for dbt: its CLI and all its imports)
     # unless that script has no __file__; it needs nothing from it, so the name is hidden while they start.
     main = sys.modules.get("__main__")
     hidden = main is not None and getattr(main, "__spec__", None) is None and "__file__" in vars(main)

@@ -2,8 +2,8 @@
 
 ``relation.order(...).to_arrow_table()`` followed by a numpy conversion held
 the embeddings three times at once (DuckDB's sorted result, the Arrow table,
-its combined copy): 4.5 GB at a million 384-d rows, and the ORDER BY alone
-took 6.6 s there. :func:`read_embeddings` streams Arrow record batches into
+its combined copy), and the ORDER BY cost a sort of them all.
+:func:`read_embeddings` streams Arrow record batches into
 one preallocated matrix instead, normalising each slice in place if asked.
 The rows come back in ``dataset_id`` order: DuckDB returns a table in
 insertion order and ``stg_chroma__embeddings`` is written in id order, so

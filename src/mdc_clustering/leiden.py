@@ -119,7 +119,7 @@ def build_graph(n_nodes: int, sources: np.ndarray, targets: np.ndarray, weights:
             "leave edges with similarity <= 0 out of the graph"
         )
     g = ig.Graph(n=n_nodes, directed=False)
-    g.add_edges(np.column_stack([sources, targets]))  # half the time of Graph(edges=...): 3.6 s for 7.5M edges
+    g.add_edges(np.column_stack([sources, targets]))  # one array of pairs: faster than Graph(edges=...)
     g.es["weight"] = weights
     return g
 

@@ -4,8 +4,8 @@ Why: dbt-duckdb's own ``retries: {connect_attempts: n}`` retries each
 *connection open* (sleeping 1, 2, 4, ... s, also after the last attempt), and
 a failed open leaves no connection behind, so every later open of the same
 dbt run (schema listing, the rollback after the error, each thread, each
-node) waits the whole series again: about two minutes for this project with
-4 attempts, more for a larger one.
+node) waits the whole series again, so the wait grows with the number of
+opens a run makes.
 
 This plugin makes the wait one deadline per dbt process: the first open
 polls the file until it can be opened or ``MDC_LOCK_WAIT_SECONDS`` (default
