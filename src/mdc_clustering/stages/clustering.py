@@ -111,6 +111,7 @@ def cluster_memberships(
     Returns
     -------
     pyarrow.Table
+        In :data:`~mdc_clustering.stages.memberships.MEMBERSHIPS_SCHEMA`:
         ``dataset_id``; ``cluster`` (label; null when dissolved);
         ``cluster_number`` (0 = largest this run); ``label_status`` ('kept'
         or 'born'); ``previous_cluster``; ``unclustered_reason`` (see
