@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,21 @@ def rerank(index, keys: np.ndarray, x: np.ndarray, rows: np.ndarray, n_candidate
     """The ``k`` best of the index's ``n_candidates`` for ``rows``, by exact cosine (the row itself dropped)."""
     _, found = index.search(np.ascontiguousarray(keys[rows]), n_candidates)
     return best_by_cosine(x, rows, found, k)
+
+
+def search_rows(index, keys: np.ndarray, x: np.ndarray, order: np.ndarray, n_candidates: int, k: int, *,
+                progress=None, label: str = "search") -> tuple[np.ndarray, np.ndarray]:
+    """Every row's :func:`rerank` result, searched :data:`CHUNK` rows at a time in ``order``."""
+    n = x.shape[0]
+    indices = np.empty((n, k), np.int64)
+    sims = np.empty((n, k), np.float32)
+    searched = time.perf_counter()
+    for start in range(0, n, CHUNK):
+        rows = order[start : start + CHUNK]
+        indices[rows], sims[rows] = rerank(index, keys, x, rows, n_candidates, k)
+        if progress is not None:
+            progress(f"{label}: {min(n, start + CHUNK)}/{n} rows ({time.perf_counter() - searched:.1f}s)")
+    return indices, sims
 
 
 def best_by_cosine(x: np.ndarray, rows: np.ndarray, found: np.ndarray, k: int):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..validation import optional_positive_int, positive_int, unit_interval
-from ._common import CHUNK, KnnResult, pca_projection, rerank, unit_rows_and_k
+from ._common import CHUNK, KnnResult, pca_projection, rerank, search_rows, unit_rows_and_k
 from ._exact import fill_short_rows
 from ._recall import knn_recall
 
@@ -147,14 +147,8 @@ def hnsw_knn(
         index.hnsw.efSearch = max(params.ef_search, n_candidates)
         keys = x
     search_dims = keys.shape[1]
-    indices = np.empty((n, k_eff), np.int64)
-    sims = np.empty((n, k_eff), np.float32)
-    searched = time.perf_counter()
-    for start in range(0, n, CHUNK):
-        stop = min(n, start + CHUNK)
-        indices[start:stop], sims[start:stop] = rerank(index, keys, x, np.arange(start, stop), n_candidates, k_eff)
-        if progress is not None:
-            progress(f"HNSW search: {stop}/{n} rows ({time.perf_counter() - searched:.1f}s)")
+    indices, sims = search_rows(index, keys, x, np.arange(n), n_candidates, k_eff, progress=progress,
+                                label="HNSW search")
     del index, keys
     indices, sims = fill_short_rows(x, indices, sims, k_eff, progress)
     return KnnResult(indices, sims, search_dims=search_dims, pilot_recall=pilot_recall)

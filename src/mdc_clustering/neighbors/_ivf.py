@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..validation import optional_positive_int, positive_int, unit_interval
-from ._common import CHUNK, KnnResult, best_by_cosine, pca_basis, project, rerank, unit_rows_and_k
+from ._common import CHUNK, KnnResult, best_by_cosine, pca_basis, project, rerank, search_rows, unit_rows_and_k
 from ._exact import exact_knn, fill_short_rows
 from ._recall import distinct_others, recall_from_kth
 
@@ -197,15 +197,8 @@ def ivf_knn(
             nprobe = min(most, (3 * nprobe + 1) // 2)
             coarse.nprobe = nprobe
     pilot_recall = recall if checked else None
-    indices = np.empty((n, k_eff), np.int64)
-    sims = np.empty((n, k_eff), np.float32)
-    searched = time.perf_counter()
-    for start in range(0, n, CHUNK):
-        rows = order[start : start + CHUNK]
-        indices[rows], sims[rows] = rerank(index, keys, x, rows, n_candidates, k_eff)
-        if progress is not None:
-            progress(f"IVF search (nprobe {nprobe}): {min(n, start + CHUNK)}/{n} rows "
-                     f"({time.perf_counter() - searched:.1f}s)")
+    indices, sims = search_rows(index, keys, x, order, n_candidates, k_eff, progress=progress,
+                                label=f"IVF search (nprobe {nprobe})")
     del index, coarse, quantizer, keys
     indices, sims = fill_short_rows(x, indices, sims, k_eff, progress)
     return KnnResult(indices, sims, search_dims=search_dims, nlist=nlist, nprobe=nprobe, pilot_recall=pilot_recall)
