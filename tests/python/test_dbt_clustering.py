@@ -29,11 +29,12 @@ def oracle_thresholds(x, k, target_degree):
     idx, sims = brute_force(x, k)
     n = len(x)
     directed = sims.ravel()
-    pairs = {}
+    pairs, ranks = {}, {}
     for i in range(n):
-        for j, s in zip(idx[i], sims[i], strict=True):
+        for rank, (j, s) in enumerate(zip(idx[i], sims[i], strict=True), start=1):
             key = (min(i, j), max(i, j))
             pairs[key] = max(pairs.get(key, -2.0), s)
+            ranks[key] = min(ranks.get(key, k + 1), rank)
     pair_sims = np.sort(np.array(list(pairs.values())))[::-1]
     wanted = math.floor(target_degree * n / 2 + 0.5)
     desc = np.sort(directed)[::-1]
@@ -42,7 +43,7 @@ def oracle_thresholds(x, k, target_degree):
         "percentile_90": float(np.percentile(directed, 90)),
         "elbow_method": float(desc[int(np.argmax(gaps))]),
         "degree_target": float(pair_sims[min(wanted, len(pair_sims)) - 1]),
-    }, pair_sims
+    }, pair_sims, (np.array(list(pairs.values())), np.array([ranks[key] for key in pairs]))
 
 
 def test_knn_table_matches_brute_force(synthetic):
@@ -62,13 +63,14 @@ def test_knn_table_matches_brute_force(synthetic):
 @pytest.mark.parametrize("method", ["degree_target", "percentile_90", "elbow_method", "given"])
 def test_threshold_methods_match_the_oracle(synthetic, method):
     wh, ids, x = synthetic
-    expected, pair_sims = oracle_thresholds(x, 8, 5)
+    expected, pair_sims, (sims, best) = oracle_thresholds(x, 8, 5)
     vars = {"k_neighbors": 8, "target_degree": 5}
     if method == "given":
         vars["similarity_threshold"] = 0.7
         expected["given"] = 0.7
     else:
         vars["threshold_method"] = method
+    vars["min_edges_per_dataset"] = 2  # each dataset's 2 nearest are edges whatever the threshold
     wh.dbt("run", "--select", "int_similarity_threshold_selected", "int_graph_edges_filtered", vars=vars)
     [(got_method, value, n_edges, mean_degree)] = wh.query(
         "select threshold_method, similarity_threshold, n_edges, mean_degree "
@@ -81,7 +83,10 @@ def test_threshold_methods_match_the_oracle(synthetic, method):
     if method == "degree_target":
         assert n_edges == 5 * len(ids) // 2  # no float ties here
     assert mean_degree == pytest.approx(2 * n_edges / len(ids))
-    assert wh.query("select count(*) from clustering.int_graph_edges_filtered") == [(n_edges,)]
+    # the graph: the pairs at or above the threshold, plus each dataset's 2 nearest (similarity > 0)
+    near = (best <= 2) & (sims > 0)
+    [(graph_edges,)] = wh.query("select count(*) from clustering.int_graph_edges_filtered")
+    assert int(((sims >= value + 1e-6) | near).sum()) <= graph_edges <= int(((sims >= value - 1e-6) | near).sum())
 
 
 def test_synthetic_blobs_become_clusters(synthetic):
