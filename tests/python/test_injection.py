@@ -140,8 +140,7 @@ def test_path_var_that_is_not_plain_text_is_refused_naming_the_var(site, reliabi
     [
         ("data", "var 'cluster_term_stop_words' must be a list of words"),
         (["fine", "has,comma"], "var 'cluster_term_stop_words' must be a list of words"),
-        # null already fails at parse time, in the terms model's config (it joins the list)
-        (None, "Could not render {{ var('cluster_term_stop_words') | join(',') }}"),
+        (None, "var 'cluster_term_stop_words' must be a list of words"),
     ],
 )
 def test_stop_words_that_are_not_a_list_of_words_are_refused(site, reliability, value, message):
