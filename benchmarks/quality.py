@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import (  # noqa: E402
     Warehouse,
     cluster_assignments,
+    ensure_scanpy,
     git_commit,
     load_warehouse,
     run_dbt,
@@ -248,6 +249,8 @@ def main() -> None:
     for item in args.var:
         key, _, value = item.partition("=")
         extra_vars[key] = yaml.safe_load(value)
+    if not args.only_default:
+        ensure_scanpy()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="mdc-quality-"))
     results = [run_set(name, root, extra_vars, only_default=args.only_default) for name in (args.sets or set_names())]
     command = "benchmarks/quality.py" + "".join(f" --var {v}" for v in args.var)
