@@ -1,0 +1,298 @@
+"""One call on a matrix, for notebooks: the same dbt build, on a throw-away pipeline.
+
+:func:`cluster` writes the embeddings to a Chroma collection and a pipeline
+DuckDB file in a work folder of its own, runs this project's ``dbt build`` on
+them in-process (dbt's ``dbtRunner``), and reads the results back. So the
+k-NN, the pair deduplication and threshold (SQL), Leiden, the labels, the
+terms, the features and the report are exactly those of the dbt project,
+with the same settings (:mod:`mdc_clustering.settings`), and the labels are
+identical to a ``dbt build`` of the same data (a test checks it on the
+sample). Nothing outside the work folder is read or written.
+
+Needs the dbt project's files (``dbt_project.yml``, ``models/``, ...): they
+are found next to the package in a checkout (``pip install -e .``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import ClusteringInputError
+from .settings import Settings
+
+__all__ = ["ClusteringOutput", "cluster", "project_dir"]
+
+_COLLECTION = "notebook_datasets"
+_DOCUMENT = "notebook"
+
+
+@dataclass
+class ClusteringOutput:
+    """What :func:`cluster` returns.
+
+    Attributes
+    ----------
+    memberships
+        One row per dataset (``int_datasets_clustered``): ``dataset_id``,
+        ``cluster`` (label, null when unclustered), ``unclustered_reason``,
+        ``label_status``, ``community`` and the run's facts.
+    labels
+        ``{dataset_id: cluster}``, in the order the ids were given.
+    clusters
+        One row per cluster (the ``clusters`` mart): size, top terms,
+        exemplars, cohesion.
+    features
+        This phase's neighbourhood features, long (``dataset_id``,
+        ``feature_name``, ``feature_value``).
+    report
+        The run's JSON report (``clustering_report.json``) as a dict.
+    figures
+        ``{name: path}`` of the PNG pictures.
+    workdir
+        The folder holding the pipeline file, the store, the report and
+        dbt's logs.
+    """
+
+    memberships: pa.Table
+    labels: dict[str, str | None]
+    clusters: pa.Table
+    features: pa.Table
+    report: dict
+    figures: dict[str, Path] = field(default_factory=dict)
+    workdir: Path | None = None
+
+
+def project_dir() -> Path:
+    """The dbt project's folder (the checkout this package is installed from)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "dbt_project.yml").is_file() or not (root / "models").is_dir():
+        raise ClusteringInputError(
+            f"the dbt project files are not next to the package ({root}): install it from a checkout "
+            "with `pip install -e .` to use mdc_clustering.cluster"
+        )
+    return root
+
+
+def _matrix_and_ids(embeddings, ids) -> tuple[np.ndarray, list[str]]:
+    if isinstance(embeddings, pa.Table):
+        if ids is None:
+            ids = embeddings.column("dataset_id").to_pylist()
+        column = embeddings.column("embedding").combine_chunks()
+        flat = column.flatten() if pa.types.is_fixed_size_list(column.type) else column.values
+        matrix = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(column), -1)
+    else:
+        matrix = np.asarray(embeddings, dtype=np.float32)
+    if matrix.ndim != 2 or not len(matrix):
+        raise ClusteringInputError(f"embeddings must be a non-empty (n, d) matrix, got shape {matrix.shape}")
+    if ids is None:
+        width = len(str(len(matrix)))
+        ids = [f"d{i:0{width}d}" for i in range(len(matrix))]
+    ids = [str(i) for i in ids]
+    if len(ids) != len(matrix):
+        raise ClusteringInputError(f"{len(ids)} ids for {len(matrix)} embeddings: give one id per row")
+    if len(set(ids)) != len(ids):
+        raise ClusteringInputError("ids must be unique")
+    return matrix, ids
+
+
+def _load(workdir: Path, matrix, ids, texts, document_ids, previous) -> None:
+    import chromadb
+    import duckdb
+    from chromadb.config import Settings as ChromaSettings
+
+    from .sample import PIPELINE_DDL
+
+    documents = [str(d) for d in document_ids] if document_ids is not None else [_DOCUMENT] * len(ids)
+    client = chromadb.PersistentClient(
+        path=str(workdir / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    collection = client.create_collection(
+        _COLLECTION,
+        configuration={"hnsw": {"space": "cosine", "ef_construction": 8, "max_neighbors": 4}},  # never queried
+        embedding_function=None,
+    )
+    batch = client.get_max_batch_size()
+    for start in range(0, len(ids), batch):
+        stop = start + batch
+        collection.add(
+            ids=ids[start:stop],
+            embeddings=matrix[start:stop],
+            metadatas=[{"document_id": d} for d in documents[start:stop]],
+        )
+    del collection, client
+    previous = dict(previous or {})
+    con = duckdb.connect(str(workdir / "pipeline.duckdb"))
+    try:
+        con.execute(PIPELINE_DDL)
+        con.executemany(
+            "insert into main.documents values (?, ?, null, current_timestamp, current_timestamp)",
+            [(d, d) for d in sorted(set(documents))],
+        )
+        con.executemany(
+            "insert into main.datasets (dataset_id, document_id, cluster, text, created_at, updated_at) "
+            "values (?, ?, ?, ?, current_timestamp, current_timestamp)",
+            [
+                (i, d, previous.get(i), None if texts is None else texts[n])
+                for n, (i, d) in enumerate(zip(ids, documents, strict=True))
+            ],
+        )
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def _environment(workdir: Path) -> Iterator[None]:
+    """The process environment and working folder a dbt invocation on ``workdir`` needs, restored after."""
+    saved = {k: os.environ.get(k) for k in ("MDC_DUCKDB_PATH", "MDC_CHROMA_PATH", "MDC_CHROMA_COLLECTION")}
+    cwd = Path.cwd()
+    os.environ["MDC_DUCKDB_PATH"] = str(workdir / "pipeline.duckdb")
+    os.environ["MDC_CHROMA_PATH"] = str(workdir / "chroma")
+    os.environ["MDC_CHROMA_COLLECTION"] = _COLLECTION
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+    os.chdir(workdir)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def cluster(
+    embeddings: np.ndarray | pa.Table,
+    ids: Sequence[str] | None = None,
+    texts: Sequence[str] | None = None,
+    *,
+    settings: Settings | Mapping[str, Any] | None = None,
+    previous: Mapping[str, str | None] | None = None,
+    document_ids: Sequence[str] | None = None,
+    workdir: str | Path | None = None,
+    quiet: bool = True,
+) -> ClusteringOutput:
+    """Cluster a matrix of embeddings with this project's ``dbt build``.
+
+    Parameters
+    ----------
+    embeddings
+        ``(n, d)`` float matrix, or an Arrow table with ``dataset_id`` and
+        ``embedding`` (fixed-size list) columns.
+    ids
+        One id per row (default: the table's ``dataset_id``, else ``d0..``).
+    texts
+        One text per row, for the clusters' terms and exemplars (optional).
+    settings
+        A :class:`~mdc_clustering.settings.Settings`, or ``{setting: value}``
+        (e.g. ``{"resolution": 2.0}``); checked before anything runs.
+    previous
+        ``{dataset_id: label}`` of an earlier run: with ``stable_labels``
+        (default) Leiden starts from it and matched clusters keep their
+        labels (the registry of used label numbers is the work folder's).
+    document_ids
+        The document each row is cited from (default: one for all).
+    workdir
+        Folder for the pipeline file, store, report and logs (created; must
+        be empty or missing). Default: a temporary folder, removed after.
+    quiet
+        Hide dbt's log lines.
+
+    Returns
+    -------
+    ClusteringOutput
+    """
+    import duckdb
+    from dbt.cli.main import dbtRunner
+
+    if settings is None:
+        flat = {}
+    elif isinstance(settings, Settings):
+        flat = settings.flat()
+    else:
+        flat = Settings.from_flat(dict(settings)).flat()
+    for name in ("chroma_path", "chroma_collection"):
+        flat.pop(name, None)  # the work folder's store
+    matrix, ids = _matrix_and_ids(embeddings, ids)
+    if texts is not None and len(texts) != len(ids):
+        raise ClusteringInputError(f"{len(texts)} texts for {len(ids)} embeddings: give one text per row")
+    project = project_dir()
+    temporary = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="mdc-cluster-")) if temporary else Path(workdir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        raise ClusteringInputError(f"workdir {root} is not empty: give a new or empty folder")
+    try:
+        _load(root, matrix, ids, texts, document_ids, previous)
+        args = [
+            "build",
+            "--project-dir", str(project),
+            "--profiles-dir", str(project),
+            "--target-path", str(root / "target"),
+            "--log-path", str(root / "logs"),
+            "--vars", json.dumps({**flat, "report_name": "notebook"}),
+        ]
+        if quiet:
+            args.insert(0, "--quiet")
+        with _environment(root):
+            try:
+                result = dbtRunner().invoke(args)
+            finally:
+                # dbt-duckdb keeps its connection to the file open in this process: close it, so the
+                # results can be read (and the next call connect afresh)
+                from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+                with DuckDBConnectionManager._LOCK:
+                    if DuckDBConnectionManager._ENV is not None:
+                        DuckDBConnectionManager._ENV.close()
+                        DuckDBConnectionManager._ENV = None
+        if not result.success:
+            failures = [
+                f"{r.node.name}: {r.message}" for r in (result.result or []) if str(r.status) in ("error", "fail")
+            ]
+            raise ClusteringInputError(
+                "the dbt build failed: " + ("; ".join(failures) if failures else str(result.exception))
+                + f" (logs: {root / 'logs'})"
+            )
+        con = duckdb.connect(str(root / "pipeline.duckdb"), read_only=True)
+        try:
+            memberships = con.sql("select * from clustering.int_datasets_clustered order by dataset_id")
+            memberships = memberships.to_arrow_table()
+            clusters = con.sql("select * from clustering.clusters order by size desc, cluster").to_arrow_table()
+            features = con.sql(
+                "select dataset_id, feature_name, feature_value from clustering.int_dataset_features_unpivoted "
+                "order by dataset_id, feature_name"
+            ).to_arrow_table()
+        finally:
+            con.close()
+        report_dir = root / "reports" / "clustering" / "notebook"
+        report = json.loads((report_dir / "clustering_report.json").read_text())
+        by_id = dict(zip(memberships.column("dataset_id").to_pylist(), memberships.column("cluster").to_pylist(),
+                         strict=True))
+        figures = {path.stem: path for path in sorted(report_dir.glob("*.png"))}
+        output = ClusteringOutput(
+            memberships=memberships,
+            labels={i: by_id.get(i) for i in ids},
+            clusters=clusters,
+            features=features,
+            report=report,
+            figures={} if temporary else figures,
+            workdir=None if temporary else root,
+        )
+        if temporary:  # the pictures would go with the folder: keep their bytes
+            output.report["figures_png"] = {name: path.read_bytes() for name, path in figures.items()}
+        return output
+    finally:
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)

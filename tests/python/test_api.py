@@ -1,0 +1,49 @@
+"""The notebook call on a matrix gives what `dbt build` gives on the same data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from dbt_runner import REPO, Warehouse
+
+from mdc_clustering import ClusteringInputError, ParameterError
+from mdc_clustering.api import cluster
+
+SAMPLE = REPO / "data" / "sample"
+
+
+def test_one_call_on_the_sample_matrix_gives_the_labels_of_dbt_build(tmp_path):
+    embeddings = pq.read_table(SAMPLE / "embeddings.parquet")
+    datasets = pq.read_table(SAMPLE / "datasets.parquet")
+    text = dict(zip(datasets["dataset_id"].to_pylist(), datasets["text"].to_pylist(), strict=True))
+    document = dict(zip(datasets["dataset_id"].to_pylist(), datasets["document_id"].to_pylist(), strict=True))
+    ids = embeddings["dataset_id"].to_pylist()
+    matrix = np.asarray(embeddings["embedding"].combine_chunks().flatten().to_numpy(), np.float32).reshape(len(ids), -1)
+
+    out = cluster(matrix, ids, [text[i] for i in ids], document_ids=[document[i] for i in ids],
+                  workdir=tmp_path / "notebook")
+
+    wh = Warehouse(tmp_path / "dbt")
+    wh.dbt("build")
+    built = dict(wh.query("select dataset_id, cluster from main.datasets"))
+    assert out.labels == {i: built[i] for i in ids}
+    assert len(set(out.labels.values())) == wh.report["clusters"]["n_clusters"] == out.report["clusters"]["n_clusters"]
+    # the clusters table, the features and the pictures come with it
+    assert out.clusters.num_rows == out.report["clusters"]["n_clusters"]
+    assert set(out.clusters.column_names) >= {"cluster", "size", "top_terms", "exemplar_ids"}
+    assert out.features.num_rows == len(ids) * 8  # six neighbourhood + two cluster features, every dataset clustered
+    assert {"cluster_map", "cluster_sizes", "knn_similarity_distribution"} <= set(out.figures)
+    assert all(path.is_file() for path in out.figures.values())
+
+
+def test_bad_settings_and_inputs_stop_before_anything_runs(tmp_path):
+    x = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
+    with pytest.raises(ParameterError, match="var 'resolution' must be a positive number or auto"):
+        cluster(x, settings={"resolution": -1})
+    with pytest.raises(ClusteringInputError, match="3 ids for 20 embeddings"):
+        cluster(x, ["a", "b", "c"])
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "file").write_text("x")
+    with pytest.raises(ClusteringInputError, match="is not empty"):
+        cluster(x, workdir=tmp_path / "used")
