@@ -37,7 +37,7 @@
     rely on.
 -#}
 {% macro ensure_pipeline_tables() -%}
-    {%- if execute -%}
+    {%- if execute and mdc_is_selected() -%}
         {%- set contract = pipeline_contract() -%}
         {%- set found_columns = run_query(
             "select table_name, column_name, data_type from information_schema.columns "

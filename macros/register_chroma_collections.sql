@@ -14,6 +14,9 @@
 {%- endmacro %}
 
 {% macro register_chroma_collections() -%}
+    {%- if not mdc_is_selected() -%}
+        {{ return('select 1 as nothing_selected') }}
+    {%- endif -%}
     {%- set location = chroma_location() -%}
     {%- set reference_path = mdc_setting('reference_chroma_path') or location.path -%}
     {%- set reference_name = mdc_setting('reference_collection') or location.collection -%}

@@ -17,18 +17,25 @@
       build naming the var and the allowed values; so does a --vars name
       that is a near miss of a setting's.
 -#}
+{% macro mdc_var_name(name) -%}
+    {#- standalone (this repo is the root project): the setting's own name; installed as a package in a
+        host project: mdc_<name>, because dbt gives the host's own vars precedence over a package's
+        (a host's `resolution` would otherwise leak in) -#}
+    {{ return(name if project_name == 'mdc_clustering' else 'mdc_' ~ name) }}
+{%- endmacro %}
+
 {% macro mdc_setting(name) -%}
     {%- set defaults = mdc_settings_defaults() -%}
     {%- if name not in defaults -%}
         {{ exceptions.raise_compiler_error("mdc_setting: no setting named '" ~ name ~ "'") }}
     {%- endif -%}
-    {{ return(var(name, defaults[name])) }}
+    {{ return(var(mdc_var_name(name), defaults[name])) }}
 {%- endmacro %}
 
 {% macro mdc_settings() -%}
     {%- set values = {} -%}
     {%- for name, default in mdc_settings_defaults().items() -%}
-        {%- do values.update({name: var(name, default)}) -%}
+        {%- do values.update({name: var(mdc_var_name(name), default)}) -%}
     {%- endfor -%}
     {{ return(values) }}
 {%- endmacro %}
@@ -38,7 +45,7 @@
 {%- endmacro %}
 
 {% macro validate_settings() -%}
-    {%- if execute -%}
+    {%- if execute and mdc_is_selected() -%}
         {%- do refuse_jinja_in_vars() -%}  {#- first: reading a var renders it -#}
         {%- do chroma_location() -%}  {#- stops here when no store is set for the user's file -#}
         {%- do validate_chroma_location() -%}
@@ -46,7 +53,10 @@
         {%- if given is string -%}
             {%- set given = fromyaml(given) or {} -%}
         {%- endif -%}
-        {%- set payload = tojson({'settings': mdc_settings(), 'given': given.keys() | list}) -%}
+        {%- set payload = tojson({
+            'settings': mdc_settings(), 'given': given.keys() | list,
+            'prefix': '' if project_name == 'mdc_clustering' else 'mdc_',
+        }) -%}
         {%- set registered = run_query(
             "select count(*) from duckdb_functions() where function_name = 'mdc_settings_problem'"
         ).columns[0].values()[0] -%}
@@ -76,10 +86,28 @@
     macros, and one object keeps every model on the same values).
 -#}
 {% macro register_run_settings() -%}
+    {%- if not mdc_is_selected() -%}
+        {{ return('select 1 as nothing_selected') }}
+    {%- endif %}
     create schema if not exists clustering_state;
     create or replace table clustering_state.run_settings as
     select
         '{{ invocation_id }}' as invocation_id,
         cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp) as run_started_at,
         '{{ mdc_settings_json() | replace("'", "''") }}' as settings
+{%- endmacro %}
+
+{#-
+    Whether this invocation selected anything of this project (a model,
+    test, seed or source of the package mdc_clustering). The on-run-start
+    hooks do nothing otherwise, so a host project that installs this as a
+    package runs its own models without this phase's checks or writes.
+-#}
+{% macro mdc_is_selected() -%}
+    {%- for unique_id in selected_resources or [] -%}
+        {%- if unique_id.split('.')[1] == 'mdc_clustering' -%}
+            {{ return(true) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(false) }}
 {%- endmacro %}

@@ -407,7 +407,7 @@ def flat_defaults() -> dict[str, Any]:
 
 
 def check_settings(text: str) -> str:
-    """The on-run-start check: ``{"settings": {...}, "given": [names passed in --vars]}``.
+    """The on-run-start check: ``{"settings": {...}, "given": [names passed in --vars], "prefix": ""}``.
 
     Returns ``'ok'``, or raises :class:`~mdc_clustering.errors.ParameterError`
     naming the first bad setting, or a ``--vars`` name that is a near miss of
@@ -417,11 +417,12 @@ def check_settings(text: str) -> str:
     import difflib
 
     payload = json.loads(text)
-    names = set(flat_defaults())
+    prefix = payload.get("prefix", "")  # "mdc_" when installed as a package in a host project
+    names = sorted(prefix + name for name in flat_defaults())
     for given in payload.get("given", []):
         if given not in names:
-            close = difflib.get_close_matches(given, sorted(names), n=1, cutoff=0.8)
-            if close:
+            close = difflib.get_close_matches(given, names, n=1, cutoff=0.8)
+            if close and not (prefix and given == close[0][len(prefix):]):  # a host's own var of that name
                 raise ParameterError(
                     f"var '{given}' is not a setting; did you mean '{close[0]}'? Fix it in --vars "
                     "(the settings: README, 'Settings')."
