@@ -77,6 +77,17 @@ def cluster_terms(
     return cluster_terms_of_texts(joined, top_n=top_n, extra_stop_words=extra_stop_words)
 
 
+def _has_a_term(texts: list[str], extra_stop_words) -> bool:
+    """Whether any text holds a term (datasets without text, or only stop words, give no terms at all)."""
+    import re
+
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    stop = ENGLISH_STOP_WORDS | {w.lower() for w in extra_stop_words}
+    pattern = re.compile(TOKEN_PATTERN)
+    return any(token.lower() not in stop for text in texts for token in pattern.findall(text))
+
+
 def cluster_terms_of_texts(cluster_texts: pa.Table, *, top_n: int = 10, extra_stop_words: list[str] = ()) -> pa.Table:
     """The ``top_n`` most distinctive terms of every cluster, from one joined text per cluster.
 
@@ -91,16 +102,16 @@ def cluster_terms_of_texts(cluster_texts: pa.Table, *, top_n: int = 10, extra_st
     -------
     pyarrow.Table
         One row per (cluster, term): ``cluster``, ``term_rank`` (1 = most
-        distinctive), ``term``, ``score``.
+        distinctive), ``term``, ``score``. No rows when no text holds a term
+        (e.g. datasets without text).
     """
     order = pc.sort_indices(cluster_texts, sort_keys=[("cluster", "ascending")])
     cluster_texts = cluster_texts.take(order)
     clusters = cluster_texts.column("cluster").to_pylist()
     out = {"cluster": [], "term_rank": [], "term": [], "score": []}
-    if clusters:
-        scores, terms = class_tfidf(
-            [t or "" for t in cluster_texts.column("text").to_pylist()], extra_stop_words=list(extra_stop_words)
-        )
+    texts = [t or "" for t in cluster_texts.column("text").to_pylist()]
+    if clusters and _has_a_term(texts, extra_stop_words):
+        scores, terms = class_tfidf(texts, extra_stop_words=list(extra_stop_words))
         for row, cluster in enumerate(clusters):
             line = scores.getrow(row)
             ranked = np.lexsort((terms[line.indices], -line.data))[:top_n]

@@ -47,3 +47,17 @@ def test_bad_settings_and_inputs_stop_before_anything_runs(tmp_path):
     (tmp_path / "used" / "file").write_text("x")
     with pytest.raises(ClusteringInputError, match="is not empty"):
         cluster(x, workdir=tmp_path / "used")
+
+
+def test_without_texts_and_placing_new_datasets_through_the_same_call():
+    embeddings = pq.read_table(SAMPLE / "embeddings.parquet").slice(0, 600)
+    ids = embeddings["dataset_id"].to_pylist()
+    matrix = np.asarray(embeddings["embedding"].combine_chunks().flatten().to_numpy(), np.float32).reshape(len(ids), -1)
+    new = set(ids[::20])
+    old = [n for n, i in enumerate(ids) if i not in new]
+    first = cluster(matrix[old], [ids[n] for n in old])  # no texts: clusters without terms, not an error
+    assert first.clusters.num_rows >= 2 and set(first.clusters.column("top_terms").to_pylist()) == {None}
+    second = cluster(matrix, ids, previous=first.labels, settings={"clustering_mode": "place_new"})
+    assert all(second.labels[i] == label for i, label in first.labels.items())  # existing memberships kept
+    placed = [i for i in new if second.labels[i] is not None]
+    assert len(placed) > len(new) / 2 and {second.labels[i] for i in placed} <= set(first.labels.values())

@@ -193,3 +193,14 @@ def test_placement_agrees_with_a_brute_force_vote(rng):
         share = tally[winner] / tally.sum() if tally.sum() > 0 else 0.0
         assert shares[i] == pytest.approx(share, abs=1e-5)
         assert codes[i] == (winner if share >= 0.4 else -1)
+
+
+def test_clusters_without_any_term_get_no_terms_instead_of_an_error():
+    import pyarrow as pa
+
+    from mdc_clustering.terms import cluster_terms_of_texts
+
+    empty = cluster_terms_of_texts(pa.table({"cluster": ["a", "b"], "text": ["", "the and of"]}))
+    assert empty.num_rows == 0 and empty.column_names == ["cluster", "term_rank", "term", "score"]
+    some = cluster_terms_of_texts(pa.table({"cluster": ["a", "b"], "text": ["", "river water"]}))
+    assert set(some.column("cluster").to_pylist()) == {"b"}
