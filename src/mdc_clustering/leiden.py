@@ -206,8 +206,9 @@ def attach_small_communities(
         A new ``int64`` community array (the input is not modified).
     """
     communities = np.asarray(communities, dtype=np.int64).copy()
-    if graph.ecount() == 0 or min_size <= 1:
-        return communities
+    sizes = np.bincount(communities)
+    if graph.ecount() == 0 or min_size <= 1 or sizes[sizes > 0].min(initial=min_size) >= min_size:
+        return communities  # nothing to attach: the edge list (every edge, as Python pairs) is not read
     edges = np.asarray(graph.get_edgelist(), dtype=np.int64)
     weights = np.asarray(graph.es["weight"], dtype=np.float64)
     src = np.concatenate([edges[:, 0], edges[:, 1]])
@@ -580,10 +581,10 @@ def leiden_cluster(
     clusters, attached = _final_labels(graph, communities, min_cluster_size, small_clusters, max_cluster_size)
     n_attached = int((attached != communities).sum())
     reason = np.full(clusters.size, None, dtype=object)
+    component = np.asarray(graph.connected_components().membership, dtype=np.int64)
     if clusters.size:
         unclustered = clusters == NO_CLUSTER
         degree = np.asarray(graph.degree())
-        component = np.asarray(graph.connected_components().membership)
         small_component = np.bincount(component)[component] < min_cluster_size
         reason[unclustered & small_component] = "small_component"
         reason[unclustered & ~small_component] = "dissolved"
@@ -598,7 +599,7 @@ def leiden_cluster(
         communities=communities,
         resolution=resolution,
         modularity=modularity,
-        n_components=len(graph.connected_components()),
+        n_components=int(component.max(initial=-1)) + 1,
         target_reached=target_reached,
         n_split=n_split,
         n_attached=n_attached,
