@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .embeddings import embedding_matrix
 from .errors import ClusteringInputError
 from .settings import Settings
 
@@ -88,9 +89,7 @@ def _matrix_and_ids(embeddings, ids) -> tuple[np.ndarray, list[str]]:
     if isinstance(embeddings, pa.Table):
         if ids is None:
             ids = embeddings.column("dataset_id").to_pylist()
-        column = embeddings.column("embedding").combine_chunks()
-        flat = column.flatten() if pa.types.is_fixed_size_list(column.type) else column.values
-        matrix = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(column), -1)
+        matrix = embedding_matrix(embeddings)
     else:
         matrix = np.asarray(embeddings, dtype=np.float32)
     if matrix.ndim != 2 or not len(matrix):
@@ -107,30 +106,19 @@ def _matrix_and_ids(embeddings, ids) -> tuple[np.ndarray, list[str]]:
 
 
 def _load(workdir: Path, matrix, ids, texts, document_ids, previous) -> None:
-    import chromadb
     import duckdb
-    from chromadb.config import Settings as ChromaSettings
 
-    from .sample import PIPELINE_DDL
+    from .sample import PIPELINE_DDL, write_collection
 
     documents = [str(d) for d in document_ids] if document_ids is not None else [_DOCUMENT] * len(ids)
-    client = chromadb.PersistentClient(
-        path=str(workdir / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    collection = client.create_collection(
+    write_collection(
+        workdir / "chroma",
         _COLLECTION,
+        ids,
+        matrix,
+        documents,
         configuration={"hnsw": {"space": "cosine", "ef_construction": 8, "max_neighbors": 4}},  # never queried
-        embedding_function=None,
     )
-    batch = client.get_max_batch_size()
-    for start in range(0, len(ids), batch):
-        stop = start + batch
-        collection.add(
-            ids=ids[start:stop],
-            embeddings=matrix[start:stop],
-            metadatas=[{"document_id": d} for d in documents[start:stop]],
-        )
-    del collection, client
     previous = dict(previous or {})
     con = duckdb.connect(str(workdir / "pipeline.duckdb"))
     try:

@@ -144,9 +144,6 @@ def load_chroma(
     if chroma_path.exists():
         _log(f"Chroma store {chroma_path} exists; left as it is")
         return False
-    import chromadb
-    from chromadb.config import Settings
-
     embeddings = pq.read_table(sample_dir / "embeddings.parquet")
     datasets = pq.read_table(sample_dir / "datasets.parquet", columns=["dataset_id", "document_id"])
     doc_of = dict(zip(datasets["dataset_id"].to_pylist(), datasets["document_id"].to_pylist(), strict=True))
@@ -158,20 +155,42 @@ def load_chroma(
     staging = chroma_path.with_name(chroma_path.name + f".loading-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    client = chromadb.PersistentClient(path=str(staging), settings=Settings(anonymized_telemetry=False))
-    coll = client.create_collection(collection, metadata={"hnsw:space": "cosine"}, embedding_function=None)
-    batch = client.get_max_batch_size()
-    for start in range(0, len(keep), batch):
-        rows = keep[start : start + batch]
-        coll.add(
-            ids=[ids[i] for i in rows],
-            embeddings=np.ascontiguousarray(matrix[rows], dtype=np.float32),
-            metadatas=[{"document_id": doc_of[ids[i]]} for i in rows],
-        )
-    del coll, client
+    write_collection(
+        staging,
+        collection,
+        [ids[i] for i in keep],
+        matrix[keep],
+        [doc_of[ids[i]] for i in keep],
+        metadata={"hnsw:space": "cosine"},
+    )
     os.replace(staging, chroma_path)
     _log(f"Chroma store {chroma_path}: collection {collection!r} with {len(keep)} embeddings")
     return True
+
+
+def write_collection(
+    path: Path, name: str, ids: list[str], matrix: np.ndarray, document_ids: list[str], **create: object
+) -> None:
+    """Create the Chroma store ``path`` with collection ``name`` holding these embeddings.
+
+    Items are added in Chroma's largest batches; metadata ``document_id``.
+    ``create`` goes to ``create_collection`` (``metadata=`` or
+    ``configuration=``); no embedding function is attached.
+    """
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+    coll = client.create_collection(name, embedding_function=None, **create)
+    batch = client.get_max_batch_size()
+    for start in range(0, len(ids), batch):
+        stop = start + batch
+        coll.add(
+            ids=ids[start:stop],
+            embeddings=np.ascontiguousarray(matrix[start:stop], dtype=np.float32),
+            metadatas=[{"document_id": d} for d in document_ids[start:stop]],
+        )
+    del coll, client
 
 
 def load_database(
