@@ -12,7 +12,6 @@ from .errors import ClusteringInputError, ParameterError
 
 __all__ = [
     "INVALID_EMBEDDING_POLICIES",
-    "THRESHOLD_METHODS",
     "check_dimensions",
     "check_id_overlap",
     "check_embeddings",
@@ -21,13 +20,10 @@ __all__ = [
     "nonnegative_int",
     "optional_positive_int",
     "positive_float",
-    "optional_similarity",
     "unit_interval",
     "choice",
-    "flag",
 ]
 
-THRESHOLD_METHODS = ("degree_target", "percentile_90", "elbow_method")
 INVALID_EMBEDDING_POLICIES = ("error", "exclude")
 
 _SHOW = 5  # how many offending ids an error message lists
@@ -93,31 +89,6 @@ def unit_interval(name: str, value: object) -> float:
     if not (0.0 <= as_float <= 1.0):
         raise ParameterError(f"var '{name}' must be a number in [0, 1], got {value!r}")
     return as_float
-
-
-def optional_similarity(name: str, value: object) -> float | None:
-    """A cosine similarity in [-1, 1], or ``None`` when unset."""
-    if _is_missing(value):
-        return None
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"var '{name}' must be a number in [-1, 1] or null, got {value!r}") from None
-    if not (-1.0 <= as_float <= 1.0):
-        raise ParameterError(f"var '{name}' must be a number in [-1, 1] or null, got {value!r}")
-    return as_float
-
-
-def flag(name: str, value: object) -> bool:
-    """A boolean var (dbt renders it into config as 'True' / 'False')."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ParameterError(f"var '{name}' must be true or false, got {value!r}")
 
 
 def choice(name: str, value: object, allowed: Sequence[str]) -> str:
