@@ -1,6 +1,6 @@
 {#-
     Writes this run's cluster membership into the pipeline's own `datasets`
-    table, in place (schema main). Only `cluster` and `updated_at` change, and
+    table, in place (settings pipeline_schema, datasets_table; default main.datasets). Only `cluster` and `updated_at` change, and
     only on rows whose cluster changed: the model's rows are exactly those
     changes (key, document and the two changed columns), merged by
     dataset_id; every other column of the table is left as it is. Rows of datasets without an embedding in
@@ -13,8 +13,9 @@
 {{
     config(
         materialized='incremental',
-        schema='main',
-        alias='datasets',
+        database=mdc_setting('pipeline_database'),
+        schema=mdc_setting('pipeline_schema'),
+        alias=mdc_setting('datasets_table'),
         incremental_strategy='merge',
         unique_key='dataset_id',
         merge_update_columns=['cluster', 'updated_at'],

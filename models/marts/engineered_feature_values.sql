@@ -1,6 +1,6 @@
 {#-
     Upserts this phase's features into the pipeline's shared long table
-    main.engineered_feature_values, in place: the model's rows are the
+    (settings pipeline_schema, features_table; default main.engineered_feature_values), in place: the model's rows are the
     features that are new or whose value changed; they are merged on
     (dataset_id, document_id, feature_name), so `created_at` is kept and
     `updated_at` set on update. Rows of other phases' features are never
@@ -12,8 +12,9 @@
 {{
     config(
         materialized='incremental',
-        schema='main',
-        alias='engineered_feature_values',
+        database=mdc_setting('pipeline_database'),
+        schema=mdc_setting('pipeline_schema'),
+        alias=mdc_setting('features_table'),
         incremental_strategy='merge',
         unique_key=['dataset_id', 'document_id', 'feature_name'],
         merge_update_columns=['feature_value', 'updated_at'],

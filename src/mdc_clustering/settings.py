@@ -47,6 +47,8 @@ __all__ = [
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
 _FOLDER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENTIFIER_RULE = "a SQL name: 1-63 letters, digits or '_', not starting with a digit"
 _COLLECTION_RULE = (
     "a Chroma collection name: 3-512 characters of letters, digits, '.', '_' or '-', starting and ending with a "
     "letter or digit"
@@ -106,6 +108,32 @@ class ChromaSettings(_Group):
     def _collection_name(cls, value):
         if value is not None and (not _COLLECTION_RE.match(value) or ".." in value):
             raise ValueError("not a collection name")
+        return value
+
+
+class TableSettings(_Group):
+    """Where the pipeline's own tables are (read, and written back in place)."""
+
+    pipeline_database: str | None = _setting(
+        None, _IDENTIFIER_RULE + ", or null",
+        "Database (DuckDB catalog) of the pipeline's tables; null = the profile's database. Set it when the "
+        "pipeline's file is attached to a host project under another name.",
+    )
+    pipeline_schema: str = _setting("main", _IDENTIFIER_RULE, "Schema of the pipeline's tables.")
+    documents_table: str = _setting("documents", _IDENTIFIER_RULE, "The documents table (read).")
+    datasets_table: str = _setting(
+        "datasets", _IDENTIFIER_RULE, "The datasets table (read; `cluster` and `updated_at` written back)."
+    )
+    features_table: str = _setting(
+        "engineered_feature_values", _IDENTIFIER_RULE,
+        "The shared long feature table (this phase's features merged in; created when missing).",
+    )
+
+    @field_validator("pipeline_database", "pipeline_schema", "documents_table", "datasets_table", "features_table")
+    @classmethod
+    def _identifier(cls, value):
+        if value is not None and not _IDENTIFIER_RE.match(value):
+            raise ValueError("not a SQL name")
         return value
 
 
@@ -314,6 +342,7 @@ class ReportSettings(_Group):
 
 
 GROUPS: dict[str, type[_Group]] = {
+    "tables": TableSettings,
     "chroma": ChromaSettings,
     "knn": KnnSettings,
     "graph": GraphSettings,
@@ -330,6 +359,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    tables: TableSettings = TableSettings()
     chroma: ChromaSettings = ChromaSettings()
     knn: KnnSettings = KnnSettings()
     graph: GraphSettings = GraphSettings()

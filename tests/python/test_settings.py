@@ -52,12 +52,24 @@ def test_dbt_defaults_macro_is_generated_from_the_definition():
     )
 
 
+def _check_source_vars(text: str) -> None:
+    """YAML cannot call mdc_setting: the sources read var('mdc_<name>', var('<name>', <the default>))."""
+    found = re.findall(r"""var\('mdc_([a-z_]+)', var\('([a-z_]+)', ([^)]*)\)\)""", text)
+    assert len(found) == len(re.findall(r"\bvar\(", text)) // 2 == 5
+    for prefixed, plain, default in found:
+        assert prefixed == plain
+        assert default == ("none" if flat_defaults()[plain] is None else repr(flat_defaults()[plain]))
+
+
 def test_dbt_code_reads_settings_only_through_mdc_setting():
     names = set(flat_defaults())
     offenders = []
     for path in [*REPO.glob("models/**/*"), *REPO.glob("macros/**/*.sql"), *REPO.glob("python_models/**/*"),
                  *REPO.glob("tests/dbt/**/*.sql"), REPO / "dbt_project.yml"]:
         if not path.is_file() or path.name in ("settings.sql", "chroma_location.sql"):
+            continue
+        if path.name == "_staging__sources.yml":
+            _check_source_vars(path.read_text())
             continue
         for name in re.findall(r"""\bvar\(\s*['"]([a-z_0-9]+)['"]""", path.read_text()):
             if name in names:
@@ -81,6 +93,8 @@ def test_dbt_code_reads_settings_only_through_mdc_setting():
         ({"max_cluster_size": 3, "min_cluster_size": 5}, "var 'max_cluster_size' must be null or at least"),
         ({"cluster_term_stop_words": ["a,b"]}, "var 'cluster_term_stop_words' must be a list of words"),
         ({"report_name": "../x"}, "var 'report_name' must be null or a folder name"),
+        ({"datasets_table": "ds; drop table x"}, "var 'datasets_table' must be a SQL name"),
+        ({"pipeline_schema": "1raw"}, "var 'pipeline_schema' must be a SQL name"),
         ({"nonsense": 1}, "unknown setting(s) nonsense"),
     ],
 )
