@@ -27,6 +27,12 @@ memberships as (
 
 ),
 
+run_facts as (
+
+    select * from {{ ref('int_clustering_run_summarized') }}
+
+),
+
 datasets as (
 
     select * from {{ ref('stg_pipeline__datasets') }}
@@ -123,17 +129,6 @@ clustered_graph as (
 
 ),
 
-unclustered_reasons as (
-
-    select
-        count(*) filter (where memberships.unclustered_reason = 'no_edge') as no_edge,
-        count(*) filter (where memberships.unclustered_reason = 'small_component') as small_component,
-        count(*) filter (where memberships.unclustered_reason = 'dissolved') as dissolved,
-        count(*) filter (where memberships.unclustered_reason = 'not_placed') as not_placed,
-    from memberships
-
-),
-
 unembedded as (
 
     select count(*) as n_unembedded
@@ -149,29 +144,6 @@ orphan_embeddings as (
     from embeddings
     anti join datasets
         on embeddings.dataset_id = datasets.dataset_id
-
-),
-
-run_facts as (
-
-    select
-        any_value(memberships.leiden_resolution) as leiden_resolution,
-        any_value(memberships.modularity) as modularity,
-        any_value(memberships.n_components) as n_components,
-        any_value(memberships.target_reached) as target_reached,
-        any_value(memberships.n_split) as n_split,
-        any_value(memberships.n_attached) as n_attached,
-        any_value(memberships.edge_weight) as edge_weight,
-        any_value(memberships.resolution_scan) as resolution_scan,
-        any_value(memberships.labels_kept) as labels_kept,
-        any_value(memberships.labels_born) as labels_born,
-        any_value(memberships.labels_retired) as labels_retired,
-        any_value(memberships.clusters_split) as clusters_split,
-        any_value(memberships.clusters_merged) as clusters_merged,
-        any_value(memberships.share_kept_label) as share_kept_label,
-        count(*) filter (where memberships.cluster is null) as n_unclustered,
-        count(*) filter (where memberships.cluster is null and memberships.community_size = 1) as n_singletons,
-    from memberships
 
 ),
 
@@ -291,14 +263,20 @@ summary as (
             merged := run_facts.clusters_merged,
             share_of_datasets_keeping_label := run_facts.share_kept_label
         ) as labels,
+        struct_pack(
+            mode := '{{ mdc_setting("clustering_mode") }}',
+            placed := run_facts.datasets_placed,
+            left_unplaced := run_facts.datasets_left_unplaced,
+            seconds := run_facts.placement_seconds
+        ) as placement,
         described.clusters_described,
         run_facts.n_unclustered as datasets_unclustered,
         struct_pack(
             no_embedding := unembedded.n_unembedded,
-            no_edge := unclustered_reasons.no_edge,
-            small_component := unclustered_reasons.small_component,
-            dissolved := unclustered_reasons.dissolved,
-            not_placed := unclustered_reasons.not_placed
+            no_edge := run_facts.n_no_edge,
+            small_component := run_facts.n_small_component,
+            dissolved := run_facts.n_dissolved,
+            not_placed := run_facts.n_not_placed
         ) as unclustered_by_reason,
         run_facts.n_singletons as datasets_without_community,
         unembedded.n_unembedded as datasets_without_embedding,
@@ -311,7 +289,6 @@ summary as (
     cross join connected_nodes
     cross join clustered_graph
     cross join run_settings
-    cross join unclustered_reasons
     cross join unembedded
     cross join orphan_embeddings
     cross join described
