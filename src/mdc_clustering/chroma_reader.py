@@ -303,7 +303,7 @@ def _read_in_processes(path, name, path_var, name_var, chunks, page_size, proces
 
 
 def _unset(value) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null"))
+    return value is None or value == ""
 
 
 def same_collection(path, name, reference_path, reference_name) -> bool:

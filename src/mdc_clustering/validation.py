@@ -35,65 +35,54 @@ def _listing(ids: Sequence[str]) -> str:
     return head + more
 
 
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null"))
+def _number(name: str, value: object, rule: str) -> float:
+    """``value`` as a float when it is a real number (int, float or a NumPy number; not a bool or a string)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ParameterError(f"setting '{name}' must be {rule}, got {value!r}")
+    return float(value)
 
 
+# Argument checks of the numeric functions, for a caller that skips the typed settings
+# (mdc_clustering.settings, which check every value first): numbers only, None only where "off" is allowed.
 def positive_int(name: str, value: object) -> int:
-    """Return ``value`` as an int, or raise naming the dbt var ``name``."""
-    if isinstance(value, bool):
-        raise ParameterError(f"var '{name}' must be a positive integer, got {value!r}")
-    try:
-        as_float = float(value)  # dbt renders vars into config as strings
-    except (TypeError, ValueError):
-        raise ParameterError(f"var '{name}' must be a positive integer, got {value!r}") from None
+    """``value`` as an int >= 1, or raise naming the setting ``name``."""
+    as_float = _number(name, value, "a positive integer")
     if not as_float.is_integer() or as_float < 1:
-        raise ParameterError(f"var '{name}' must be a positive integer, got {value!r}")
+        raise ParameterError(f"setting '{name}' must be a positive integer, got {value!r}")
     return int(as_float)
 
 
 def nonnegative_int(name: str, value: object) -> int:
-    """Return ``value`` as an int >= 0 (e.g. a random seed), or raise naming the var."""
-    if isinstance(value, bool):
-        raise ParameterError(f"var '{name}' must be a non-negative integer, got {value!r}")
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"var '{name}' must be a non-negative integer, got {value!r}") from None
+    """``value`` as an int >= 0 (e.g. a random seed), or raise naming the setting."""
+    as_float = _number(name, value, "a non-negative integer")
     if not as_float.is_integer() or as_float < 0:
-        raise ParameterError(f"var '{name}' must be a non-negative integer, got {value!r}")
+        raise ParameterError(f"setting '{name}' must be a non-negative integer, got {value!r}")
     return int(as_float)
 
 
 def optional_positive_int(name: str, value: object) -> int | None:
-    """Like :func:`positive_int`, but ``None``/``'none'``/empty mean "off"."""
-    return None if _is_missing(value) else positive_int(name, value)
+    """Like :func:`positive_int`, but ``None`` means "off"."""
+    return None if value is None else positive_int(name, value)
 
 
 def positive_float(name: str, value: object) -> float:
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"var '{name}' must be a positive number, got {value!r}") from None
+    as_float = _number(name, value, "a positive number")
     if not math.isfinite(as_float) or as_float <= 0:
-        raise ParameterError(f"var '{name}' must be a positive number, got {value!r}")
+        raise ParameterError(f"setting '{name}' must be a positive number, got {value!r}")
     return as_float
 
 
 def unit_interval(name: str, value: object) -> float:
-    """A number in [0, 1] (e.g. a recall bound), or raise naming the var."""
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"var '{name}' must be a number in [0, 1], got {value!r}") from None
+    """A number in [0, 1] (e.g. a recall bound), or raise naming the setting."""
+    as_float = _number(name, value, "a number in [0, 1]")
     if not (0.0 <= as_float <= 1.0):
-        raise ParameterError(f"var '{name}' must be a number in [0, 1], got {value!r}")
+        raise ParameterError(f"setting '{name}' must be a number in [0, 1], got {value!r}")
     return as_float
 
 
 def choice(name: str, value: object, allowed: Sequence[str]) -> str:
     if value not in allowed:
-        raise ParameterError(f"var '{name}' must be one of {', '.join(allowed)}; got {value!r}")
+        raise ParameterError(f"setting '{name}' must be one of {', '.join(allowed)}; got {value!r}")
     return str(value)
 
 

@@ -112,18 +112,19 @@ def test_hnsw_on_a_pca_projection_reranks_to_exact_similarities(rng):
     assert knn_recall(x, sample, poor[sample]) == pytest.approx(oracle_recall(poor, expected, sample), abs=0.01)
 
 
-def test_knn_settings_check_the_vars():
+def test_knn_settings_check_the_arguments():
     from mdc_clustering.knn import knn_settings
 
-    config = {"knn_method": "auto", "knn_exact_max_n": "100", "ivf_pca_dims": "16", "ivf_nlist": "None",
-              "ivf_nprobe": "8", "hnsw_m": "16", "hnsw_ef_construction": "40", "hnsw_ef_search": "50",
-              "hnsw_pca_dims": "None"}
+    config = {"knn_method": "auto", "knn_exact_max_n": 100, "ivf_pca_dims": 16, "ivf_nlist": None,
+              "ivf_nprobe": 8, "hnsw_m": 16, "hnsw_ef_construction": 40, "hnsw_ef_search": 50,
+              "hnsw_pca_dims": None}
     assert knn_settings(101, **config) == ("ivf", IvfParams(pca_dims=16, nlist=None, nprobe=8))
     assert knn_settings(100, **config) == ("exact", None)
     hnsw = {**config, "knn_method": "hnsw"}
     assert knn_settings(5, **hnsw) == ("hnsw", HnswParams(m=16, ef_construction=40, ef_search=50, pca_dims=None))
-    # every var is checked, whichever method the size picks
-    for name, bad in [("hnsw_pca_dims", "-3"), ("ivf_nprobe", "0"), ("ivf_nlist", "2.5"), ("ivf_pca_dims", "x")]:
+    # every argument is checked, whichever method the size picks; a string is never parsed as a number
+    for name, bad in [("hnsw_pca_dims", -3), ("ivf_nprobe", 0), ("ivf_nlist", 2.5), ("ivf_pca_dims", "16"),
+                      ("ivf_nlist", "None"), ("hnsw_m", True)]:
         with pytest.raises(ParameterError, match=name):
             knn_settings(10, **{**config, name: bad})
 
