@@ -75,14 +75,16 @@ class ClusteringOutput:
 
 
 def project_dir() -> Path:
-    """The dbt project's folder (the checkout this package is installed from)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "dbt_project.yml").is_file() or not (root / "models").is_dir():
-        raise ClusteringInputError(
-            f"the dbt project files are not next to the package ({root}): install it from a checkout "
-            "with `pip install -e .` to use mdc_clustering.cluster"
-        )
-    return root
+    """The dbt project's folder: the checkout of an editable install, else the copy inside the wheel."""
+    here = Path(__file__).resolve().parent
+    for root in (here.parents[1], here / "dbt_project"):
+        if (root / "dbt_project.yml").is_file() and (root / "models").is_dir():
+            return root
+    raise ClusteringInputError(
+        f"the dbt project files are neither in the checkout ({here.parents[1]}) nor in the package "
+        f"({here / 'dbt_project'}): reinstall mdc-clustering (pip install mdc-clustering, or pip install -e . "
+        "from a checkout)"
+    )
 
 
 def _matrix_and_ids(embeddings, ids) -> tuple[np.ndarray, list[str]]:

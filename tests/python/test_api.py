@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -61,3 +63,41 @@ def test_without_texts_and_placing_new_datasets_through_the_same_call():
     assert all(second.labels[i] == label for i, label in first.labels.items())  # existing memberships kept
     placed = [i for i in new if second.labels[i] is not None]
     assert len(placed) > len(new) / 2 and {second.labels[i] for i in placed} <= set(first.labels.values())
+
+
+def test_a_wheel_carries_the_dbt_project_and_the_call_runs_from_it(tmp_path):
+    """A plain `pip install` (no checkout): the wheel holds the dbt project and cluster() builds from that copy."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from dbt_runner import REPO
+
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(REPO)],
+        capture_output=True, text=True,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    [wheel] = (tmp_path / "wheel").glob("mdc_clustering-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "site")
+    packaged = tmp_path / "site" / "mdc_clustering" / "dbt_project"
+    for name in ("dbt_project.yml", "profiles.yml", "macros/settings.sql", "python_models/intermediate/int_datasets_clustered.py",
+                 "tests/dbt/assert_threshold_has_one_row.sql", "models/marts/datasets.sql"):
+        assert (packaged / name).is_file(), name
+    script = (
+        "import json, numpy as np, mdc_clustering.api as api\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = np.vstack([rng.normal(c, 0.05, (40, 8)) for c in np.eye(8)[:3]]).astype('float32')\n"
+        "out = api.cluster(x, quiet=True)\n"
+        "print(json.dumps([str(api.project_dir()), [out.labels[i] for i in sorted(out.labels)]]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    project, labels = json.loads(run.stdout.strip().splitlines()[-1])
+    assert project == str(packaged)
+    # three well separated blobs of 40: three clusters, each blob one label
+    assert [len(set(labels[i : i + 40])) for i in (0, 40, 80)] == [1, 1, 1] and len(set(labels)) == 3
