@@ -6,7 +6,7 @@ notebook, :func:`cluster` runs the same build on a matrix; every setting is
 in :class:`Settings`.
 """
 
-from .api import ClusteringOutput, cluster
+from .api import ClusteringOutput, cluster, place_new
 from .chroma_reader import get_client, open_collection, read_collection
 from .embeddings import Embeddings, as_embeddings, embedding_matrix, read_embeddings
 from .errors import ClusteringInputError, ParameterError
@@ -18,6 +18,7 @@ __all__ = [
     "ClusteringOutput",
     "Settings",
     "cluster",
+    "place_new",
     "Embeddings",
     "ParameterError",
     "check_embeddings",

@@ -32,7 +32,7 @@ from .embeddings import embedding_matrix
 from .errors import ClusteringInputError
 from .settings import Settings
 
-__all__ = ["ClusteringOutput", "cluster", "project_dir"]
+__all__ = ["ClusteringOutput", "cluster", "place_new", "project_dir"]
 
 _COLLECTION = "notebook_datasets"
 _DOCUMENT = "notebook"
@@ -47,7 +47,7 @@ class ClusteringOutput:
     memberships
         One row per dataset (``int_datasets_clustered``): ``dataset_id``,
         ``cluster`` (label, null when unclustered), ``unclustered_reason``,
-        ``label_status``, ``community`` and the run's facts.
+        ``label_status``, ``community`` (the run's facts are in ``report``).
     labels
         ``{dataset_id: cluster}``, in the order the ids were given.
     clusters
@@ -257,7 +257,10 @@ def cluster(
             )
         con = duckdb.connect(str(root / "pipeline.duckdb"), read_only=True)
         try:
-            memberships = con.sql("select * from clustering.int_datasets_clustered order by dataset_id")
+            from .stages.memberships import PER_DATASET_COLUMNS
+
+            columns = ", ".join(name for name, _ in PER_DATASET_COLUMNS)  # the run's facts are in the report
+            memberships = con.sql(f"select {columns} from clustering.int_datasets_clustered order by dataset_id")
             memberships = memberships.to_arrow_table()
             clusters = con.sql("select * from clustering.clusters order by size desc, cluster").to_arrow_table()
             features = con.sql(
@@ -286,3 +289,31 @@ def cluster(
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def place_new(
+    embeddings: np.ndarray | pa.Table,
+    ids: Sequence[str] | None,
+    previous: Mapping[str, str | None],
+    texts: Sequence[str] | None = None,
+    *,
+    settings: Settings | Mapping[str, Any] | None = None,
+    **options: Any,
+) -> ClusteringOutput:
+    """Place the datasets that ``previous`` does not know into its clusters, leaving the others as they are.
+
+    :func:`cluster` with ``clustering_mode: place_new``: no clustering runs;
+    each dataset of ``ids`` missing from ``previous`` joins the cluster
+    holding the similarity-weighted majority (at least
+    ``placement_min_share``) of its ``placement_k`` nearest clustered
+    datasets, or stays unclustered (reason ``not_placed``). ``options`` are
+    :func:`cluster`'s (``document_ids``, ``workdir``, ``quiet``).
+    """
+    if not previous:
+        raise ClusteringInputError("place_new needs the labels of an earlier run (previous={dataset_id: label})")
+    if isinstance(settings, Settings):
+        settings = settings.flat()
+    return cluster(
+        embeddings, ids, texts, settings={**(settings or {}), "clustering_mode": "place_new"}, previous=previous,
+        **options,
+    )

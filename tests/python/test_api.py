@@ -10,7 +10,7 @@ import pytest
 from dbt_runner import REPO, Warehouse
 
 from mdc_clustering import ClusteringInputError, ParameterError
-from mdc_clustering.api import cluster
+from mdc_clustering.api import cluster, place_new
 
 SAMPLE = REPO / "data" / "sample"
 
@@ -59,7 +59,7 @@ def test_without_texts_and_placing_new_datasets_through_the_same_call():
     old = [n for n, i in enumerate(ids) if i not in new]
     first = cluster(matrix[old], [ids[n] for n in old])  # no texts: clusters without terms, not an error
     assert first.clusters.num_rows >= 2 and set(first.clusters.column("top_terms").to_pylist()) == {None}
-    second = cluster(matrix, ids, previous=first.labels, settings={"clustering_mode": "place_new"})
+    second = place_new(matrix, ids, first.labels)
     assert all(second.labels[i] == label for i, label in first.labels.items())  # existing memberships kept
     placed = [i for i in new if second.labels[i] is not None]
     assert len(placed) > len(new) / 2 and {second.labels[i] for i in placed} <= set(first.labels.values())
@@ -82,8 +82,8 @@ def test_a_wheel_carries_the_dbt_project_and_the_call_runs_from_it(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tmp_path / "site")
     packaged = tmp_path / "site" / "mdc_clustering" / "dbt_project"
-    for name in ("dbt_project.yml", "profiles.yml", "macros/settings.sql", "python_models/intermediate/int_datasets_clustered.py",
-                 "tests/dbt/assert_threshold_has_one_row.sql", "models/marts/datasets.sql"):
+    for name in ("dbt_project.yml", "profiles.yml", "macros/settings.sql", "models/marts/datasets.sql",
+                 "python_models/intermediate/int_datasets_clustered.py", "tests/dbt/assert_threshold_has_one_row.sql"):
         assert (packaged / name).is_file(), name
     script = (
         "import json, numpy as np, mdc_clustering.api as api\n"

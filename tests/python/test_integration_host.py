@@ -19,7 +19,6 @@ import subprocess
 
 from dbt_runner import DBT, REPO, Warehouse
 
-
 MOVED = {"documents": "docs", "datasets": "ds", "engineered_feature_values": "efv"}
 TABLE_VARS = {"mdc_pipeline_schema": "raw", "mdc_documents_table": "docs", "mdc_datasets_table": "ds",
               "mdc_features_table": "efv"}
