@@ -14,8 +14,9 @@ from mdc_clustering.settings import run_settings
 def model(dbt, session):
     dbt.config(materialized="table")
     run = dbt.source("clustering_state", "run_settings")
-    chroma = run_settings(run).chroma
-    pipeline_database = dbt.config.get("pipeline_database")
+    settings = run_settings(run)
+    chroma, tables = settings.chroma, settings.tables
+    pipeline_file = dbt.config.get("pipeline_file")
     collections = dbt.source("chroma", "collections")
     datasets = dbt.source("pipeline", "datasets")
     [(chroma_path, chroma_collection)] = collections.filter("collection_role = 'clustered'").select(
@@ -30,5 +31,5 @@ def model(dbt, session):
         progress=dbt_progress("stg_chroma__embeddings"),
         dataset_ids=dataset_ids,
         min_id_overlap=chroma.min_id_overlap,
-        datasets_source=f"main.datasets of {pipeline_database}",
+        datasets_source=f"{tables.pipeline_schema}.{tables.datasets_table} of {pipeline_file}",
     )
