@@ -211,6 +211,16 @@ summary as (
                 'chroma_collection', clustered_collection.collection_name
             )
         ) as parameters,
+        (
+            select struct_pack(
+                path := any_value(embeddings.pull_path),
+                reason := any_value(embeddings.pull_reason),
+                read_from_chroma := count(*) filter (where embeddings.pulled),
+                from_cache := count(*) filter (where not embeddings.pulled),
+                seconds := any_value(embeddings.pull_seconds)
+            )
+            from embeddings
+        ) as pull,
         struct_pack(
             method := knn.knn_method,
             ivf_pca_dims := knn.ivf_pca_dims,

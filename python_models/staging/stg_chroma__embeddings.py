@@ -1,35 +1,51 @@
-"""Pull every dataset embedding out of the Chroma collection into Arrow.
+"""The run's dataset embeddings, as Arrow: from Chroma, or from the last run's cache where nothing changed.
 
 Before any embedding is read, the collection's ids are checked against the
 pipeline's `datasets` rows (var min_id_overlap): a store that belongs to
 another pipeline stops the build here, before any model downstream (and so
-before anything is written to the pipeline's tables).
+before anything is written to the pipeline's tables). A re-run then reads
+from Chroma only new datasets and those whose text changed
+(mdc_clustering.stages.pull); the model `embedding_cache` keeps the result
+for the next run.
 """
 
-from mdc_clustering.chroma_reader import read_collection
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.settings import run_settings
+from mdc_clustering.stages.pull import pull_embeddings
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
     run = dbt.source("clustering_state", "run_settings")
     settings = run_settings(run)
-    chroma, tables = settings.chroma, settings.tables
+    chroma, tables, reruns = settings.chroma, settings.tables, settings.reruns
     pipeline_file = dbt.config.get("pipeline_file")
     collections = dbt.source("chroma", "collections")
     datasets = dbt.source("pipeline", "datasets")
     [(chroma_path, chroma_collection)] = collections.filter("collection_role = 'clustered'").select(
         "chroma_path, collection_name"
     ).fetchall()
-    dataset_ids = datasets.select("dataset_id").to_arrow_table().column(0).to_pylist()
-    return read_collection(
+    [(cache_exists,)] = session.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'clustering_state' and table_name = 'embedding_cache'"
+    ).fetchall()
+    cached = None
+    if cache_exists and reruns.incremental:
+        cache = dbt.source("clustering_state", "embedding_cache")
+        cached = cache.to_arrow_table()
+    fingerprints = datasets.select("dataset_id, md5(coalesce(text, '')) as text_md5").to_arrow_table()
+    return pull_embeddings(
         chroma_path,
         chroma_collection,
+        cached=cached,
+        fingerprints=fingerprints,
+        incremental=reruns.incremental,
+        max_change_share=reruns.incremental_max_change_share,
+        check_sample=reruns.embedding_check_sample,
         page_size=chroma.chroma_page_size,
         on_invalid=chroma.invalid_embeddings,
-        progress=dbt_progress("stg_chroma__embeddings"),
-        dataset_ids=dataset_ids,
+        dataset_ids=fingerprints.column("dataset_id").to_pylist(),
         min_id_overlap=chroma.min_id_overlap,
         datasets_source=f"{tables.pipeline_schema}.{tables.datasets_table} of {pipeline_file}",
+        progress=dbt_progress("stg_chroma__embeddings"),
     )

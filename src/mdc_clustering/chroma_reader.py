@@ -16,9 +16,12 @@ from .validation import check_dimensions, check_embeddings, check_id_overlap, po
 
 __all__ = [
     "COLLECTION_NAME_RE",
+    "empty_embeddings_table",
     "get_client",
+    "list_ids",
     "open_collection",
     "read_collection",
+    "read_items",
     "same_collection",
 ]
 
@@ -159,8 +162,31 @@ def read_collection(
         ``embedding`` (fixed-size list of float32) and ``embedding_norm``
         (float64 L2 norm).
     """
-    page_size = positive_int("chroma_page_size", page_size)
-    started = time.perf_counter()
+    ids = list_ids(
+        path, name, path_var=path_var, name_var=name_var, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
+        datasets_source=datasets_source,
+    )
+    return read_items(
+        path, name, ids, page_size=page_size, on_invalid=on_invalid, progress=progress, path_var=path_var,
+        name_var=name_var, processes=processes,
+    )
+
+
+def list_ids(
+    path: str | Path,
+    name: str,
+    *,
+    path_var: str = "chroma_path",
+    name_var: str = "chroma_collection",
+    dataset_ids: Sequence[str] | None = None,
+    min_id_overlap: float = 0.0,
+    datasets_source: str = "datasets",
+) -> list[str]:
+    """The collection's ids, sorted (no embedding is read), after the checks of :func:`read_collection`.
+
+    An empty collection or duplicate ids stop here; with ``dataset_ids``, so
+    does an id overlap below ``min_id_overlap``.
+    """
     collection = open_collection(path, name, path_var=path_var, name_var=name_var)
     source = f"Chroma collection {name!r} at {path!s}"
     ids: list[str] = list(collection.get(include=[])["ids"])
@@ -169,9 +195,30 @@ def read_collection(
         check_id_overlap(
             ids, dataset_ids, min_share=min_id_overlap, chroma_source=source, datasets_source=datasets_source
         )
+    return sorted(ids)
 
-    n = len(ids)
+
+def read_items(
+    path: str | Path,
+    name: str,
+    ids: Sequence[str],
+    *,
+    page_size: int = 2000,
+    on_invalid: str = "error",
+    progress: Callable[[str], None] | None = None,
+    path_var: str = "chroma_path",
+    name_var: str = "chroma_collection",
+    processes: int | None = None,
+) -> pa.Table:
+    """The items ``ids`` (sorted, present in the collection) as :func:`read_collection`'s table."""
+    page_size = positive_int("chroma_page_size", page_size)
+    started = time.perf_counter()
+    collection = open_collection(path, name, path_var=path_var, name_var=name_var)
+    source = f"Chroma collection {name!r} at {path!s}"
     ids = sorted(ids)  # pages are asked in id order and each page put back in it: no N x d re-sort later
+    n = len(ids)
+    if n == 0:
+        return empty_embeddings_table()
     matrix: np.ndarray | None = None
     out_ids = np.asarray(ids, dtype=object)
     doc_ids = np.empty(n, dtype=object)
@@ -222,6 +269,17 @@ def read_collection(
             final=True,
         )
     return table
+
+
+def empty_embeddings_table(dim: int = 0) -> pa.Table:
+    """A table of :func:`read_collection`'s columns without rows."""
+    return pa.table({
+        "dataset_id": pa.array([], pa.string()),
+        "document_id": pa.array([], pa.string()),
+        "dataset_type": pa.array([], pa.string()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array([], pa.float32()), max(dim, 1)),
+        "embedding_norm": pa.array([], pa.float64()),
+    })
 
 
 # From this many items the pull uses a process per core: below it, starting them costs more than it saves.

@@ -324,6 +324,25 @@ class FeatureSettings(_Group):
     _plain_path = field_validator("reference_chroma_path")(ChromaSettings._plain_path.__func__)
 
 
+class RerunSettings(_Group):
+    """What a re-run reuses from the last run."""
+
+    incremental: StrictBool = _setting(
+        True, "true or false",
+        "Re-runs read from Chroma only new datasets and those whose text changed (the rest from "
+        "clustering_state.embedding_cache, spot-checked); false = read everything every run.",
+    )
+    incremental_max_change_share: Number = _setting(
+        0.2, "a number in [0, 1]",
+        "Above this share of new, changed and removed datasets a re-run takes the full path.", ge=0, le=1,
+    )
+    embedding_check_sample: StrictInt = _setting(
+        200, "a non-negative integer",
+        "Cached embeddings read back from Chroma on every re-run; any difference makes the run read everything.",
+        ge=0,
+    )
+
+
 class ReportSettings(_Group):
     """Where the report goes."""
 
@@ -350,6 +369,7 @@ GROUPS: dict[str, type[_Group]] = {
     "labels": LabelSettings,
     "terms": TermSettings,
     "features": FeatureSettings,
+    "reruns": RerunSettings,
     "reports": ReportSettings,
 }
 
@@ -367,6 +387,7 @@ class Settings(BaseModel):
     labels: LabelSettings = LabelSettings()
     terms: TermSettings = TermSettings()
     features: FeatureSettings = FeatureSettings()
+    reruns: RerunSettings = RerunSettings()
     reports: ReportSettings = ReportSettings()
 
     @classmethod

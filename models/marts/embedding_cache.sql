@@ -1,0 +1,72 @@
+{#-
+    The embeddings of this run, kept in clustering_state.embedding_cache for
+    the next run (read back as the source clustering_state.embedding_cache by
+    stg_chroma__embeddings, which then reads from Chroma only new datasets
+    and those whose text changed). Each run writes only the rows it read from
+    Chroma (`pulled`; all of them when the pull took the full path) and the
+    pre-hook, in the model's transaction, deletes the ids that left the
+    collection (on a first run there is no table yet: nothing to delete). `full_refresh: false`: `--full-refresh` never empties it (set
+    the setting `incremental: false` to read everything from Chroma again).
+-#}
+{{
+    config(
+        materialized='incremental',
+        schema='clustering_state',
+        alias='embedding_cache',
+        incremental_strategy='delete+insert',
+        unique_key='dataset_id',
+        full_refresh=false,
+        tags=['clustering', 'features'],
+        pre_hook=(
+            "{% if is_incremental() %}delete from {{ this }} where dataset_id not in (select dataset_id from "
+            ~ "{{ ref('stg_chroma__embeddings') }}){% endif %}"
+        ),
+    )
+}}
+
+with
+
+embeddings as (
+
+    select * from {{ ref('stg_chroma__embeddings') }}
+
+),
+
+collections as (
+
+    select * from {{ ref('stg_chroma__collections') }}
+
+),
+
+clustered_collection as (
+
+    select
+        collections.chroma_path,
+        collections.collection_name,
+    from collections
+    where collections.collection_role = 'clustered'
+
+),
+
+cached as (
+
+    select
+        embeddings.dataset_id,
+        embeddings.document_id,
+        embeddings.dataset_type,
+        embeddings.embedding,
+        embeddings.embedding_norm,
+        embeddings.text_md5,
+        embeddings.embedding_hash,
+        clustered_collection.chroma_path,
+        clustered_collection.collection_name,
+        '{{ invocation_id }}' as pulled_run_id,
+    from embeddings
+    cross join clustered_collection
+    {%- if is_incremental() %}
+    where embeddings.pulled
+    {%- endif %}
+
+)
+
+select * from cached
