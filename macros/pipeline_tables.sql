@@ -132,6 +132,25 @@
                 size bigint,
                 status varchar
             );
+            create table if not exists clustering_state.run_history (
+                run_id varchar primary key,
+                run_started_at timestamp,
+                settings_fingerprint varchar,
+                clustering_mode varchar,
+                pull_path varchar,
+                n_datasets bigint,
+                n_clusters bigint,
+                n_unclustered bigint,
+                modularity double,
+                recall_at_k double,
+                labels_kept bigint,
+                labels_born bigint,
+                labels_retired bigint,
+                clusters_split bigint,
+                clusters_merged bigint,
+                share_kept_label double,
+                step_seconds json
+            );
             create table if not exists clustering_state.full_run_datasets (
                 dataset_id varchar primary key,
                 run_id varchar,
@@ -140,9 +159,11 @@
                 unclustered_reason varchar
             )
         ") -%}
-        {%- do adapter.cache_added(api.Relation.create(
-            database=target.database, schema='clustering_state', identifier='full_run_datasets', type='table'
-        )) -%}
+        {%- for state_table in ['full_run_datasets', 'run_history'] -%}
+            {%- do adapter.cache_added(api.Relation.create(
+                database=target.database, schema='clustering_state', identifier=state_table, type='table'
+            )) -%}
+        {%- endfor -%}
         {%- do adapter.cache_added(api.Relation.create(
             database=target.database, schema='clustering_state', identifier='cluster_label_registry', type='table'
         )) -%}

@@ -153,6 +153,16 @@ class Warehouse:
         finally:
             con.close()
 
+    def query_write(self, sql: str) -> None:
+        """Change the pipeline file as an earlier phase would (between builds)."""
+        import duckdb
+
+        con = duckdb.connect(str(self.db))
+        try:
+            con.execute(sql)
+        finally:
+            con.close()
+
     def snapshot(self) -> dict[str, list[tuple]]:
         """Every row of the pipeline's shared tables this phase writes, in key order."""
         return {table: self.query(sql) for table, sql in SHARED_TABLES.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pyarrow.parquet as pq
@@ -81,16 +82,34 @@ def test_clusters_mart_is_readable(grown):
     print("\n" + "\n".join(f"{c} ({s}): {', '.join(t[:6])} | e.g. {x[0]}" for c, s, t, _, x, *_ in rows[:6]))
 
 
-def test_full_refresh_keeps_the_registry(grown):
+def test_full_refresh_keeps_the_state_and_every_run_is_in_the_history(grown):
     wh, _, _, _ = grown
     kept = "select label, label_number, created_run_id, created_at, status from clustering_state.cluster_label_registry"
     before = wh.query(kept + " order by label")
-    wh.dbt("build", "--full-refresh", "--select", "cluster_label_registry")
-    assert wh.query(kept + " order by label") == before  # only last_seen_* moved
+    edited = [d for (d,) in wh.query("select dataset_id from main.datasets order by dataset_id limit 5")]
+    wh.query_write(f"update main.datasets set text = text || ' (revised)' where dataset_id in {tuple(edited)}")
+    wh.dbt("build", "--full-refresh")
+    assert wh.query(kept + " order by label") == before  # same data: only last_seen_* moved
     assert wh.query(
         "select count(*) from duckdb_constraints() "
         "where table_name = 'cluster_label_registry' and constraint_type = 'PRIMARY KEY'"
     ) == [(1,)]
+    # the third run read from Chroma only the five datasets whose text changed
+    assert wh.report["pull"]["path"] == "incremental"
+    assert (wh.report["pull"]["read_from_chroma"], wh.report["pull"]["from_cache"]) == (5, 2293 - 5)
+    # three builds, three rows, oldest first: 95% of the sample, then all of it (115 new read), then 5 re-read
+    history = wh.query(
+        "select pull_path, n_datasets, n_clusters, labels_kept, step_seconds from clustering_state.run_history "
+        "order by run_started_at, run_id"
+    )
+    assert [(path, n) for path, n, *_ in history] == [("full", 2178), ("incremental", 2293), ("incremental", 2293)]
+    assert history[2][2] == history[2][3] == wh.report["labels"]["kept"]  # the same data: every cluster kept
+    for *_, seconds in history:
+        steps = json.loads(seconds)
+        assert {"stg_chroma__embeddings", "int_datasets_clustered", "run_history"} <= steps.keys()
+        assert all(value >= 0 for value in steps.values())
+    [(runs,)] = wh.query("select n_runs from clustering.rpt_run_history_drawn")
+    assert runs == 3 and (wh.report_dir / "run_history.png").stat().st_size > 10_000
 
 
 def test_place_new_places_only_new_datasets_and_leaves_the_full_runs_unclustered_alone(grown, held_back):

@@ -1,0 +1,71 @@
+"""The run history's trends as one picture, written next to the report (``run_history.png``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["HISTORY_FILE", "write_history_figure"]
+
+HISTORY_FILE = "run_history.png"
+
+
+def write_history_figure(history: pa.Table, out_dir: str | Path) -> pa.Table:
+    """Draw the runs of ``clustering_state.run_history`` (oldest first) as four small trend panels.
+
+    Panels: datasets and unclustered; clusters and labels born / retired;
+    modularity, recall@k and the share of datasets keeping their label; the
+    slowest steps' seconds (runs whose times are recorded). Returns one row:
+    ``figure``, ``path``, ``n_runs``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(history.to_pylist(), key=lambda r: (r["run_started_at"], r["run_id"]))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / HISTORY_FILE
+    runs = np.arange(1, len(rows) + 1)
+
+    def series(name):
+        return np.array([np.nan if r[name] is None else float(r[name]) for r in rows])
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), dpi=110, sharex=True)
+    (a, b), (c, d) = axes
+    a.plot(runs, series("n_datasets"), "o-", color="#4c78a8", label="datasets")
+    a.plot(runs, series("n_unclustered"), "s--", color="#9d9d9d", label="unclustered")
+    a.set_title("datasets")
+    b.plot(runs, series("n_clusters"), "o-", color="#f58518", label="clusters")
+    b.plot(runs, series("labels_born"), "^:", color="#54a24b", label="labels born")
+    b.plot(runs, series("labels_retired"), "v:", color="#e45756", label="labels retired")
+    b.set_title("clusters and labels")
+    c.plot(runs, series("modularity"), "o-", color="#72b7b2", label="modularity")
+    c.plot(runs, series("recall_at_k"), "s-", color="#b279a2", label="k-NN recall@k")
+    c.plot(runs, series("share_kept_label"), "^-", color="#eeca3b", label="share keeping its label")
+    c.set_ylim(0, 1.05)
+    c.set_title("quality and stability")
+    steps = [json.loads(r["step_seconds"]) if r["step_seconds"] else {} for r in rows]
+    totals: dict[str, float] = {}
+    for seconds in steps:
+        for name, value in seconds.items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    for name in sorted(totals, key=totals.get, reverse=True)[:5]:
+        d.plot(runs, [s.get(name, np.nan) for s in steps], "o-", label=name, linewidth=1)
+    d.set_title("slowest steps (seconds)")
+    for ax in (a, b, c, d):
+        ax.legend(frameon=False, fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in (c, d):
+        ax.set_xlabel("run")
+        ax.set_xticks(runs)
+    modes = ", ".join(sorted({f"{r['clustering_mode']}/{r['pull_path']}" for r in rows}))
+    fig.suptitle(f"{len(rows)} runs ({modes}); from clustering_state.run_history", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return pa.table({"figure": ["run_history"], "path": [str(path)], "n_runs": [len(rows)]})
