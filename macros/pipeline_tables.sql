@@ -132,6 +132,7 @@
                 size bigint,
                 status varchar
             );
+            " ~ mdc_label_names_ddl() ~ ";
             create table if not exists clustering_state.run_history (
                 run_id varchar primary key,
                 run_started_at timestamp,
@@ -159,7 +160,7 @@
                 unclustered_reason varchar
             )
         ") -%}
-        {%- for state_table in ['full_run_datasets', 'run_history'] -%}
+        {%- for state_table in ['full_run_datasets', 'run_history', 'cluster_label_names'] -%}
             {%- do adapter.cache_added(api.Relation.create(
                 database=target.database, schema='clustering_state', identifier=state_table, type='table'
             )) -%}

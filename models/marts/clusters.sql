@@ -1,7 +1,8 @@
 {#-
     One row per cluster of this run, readable by a person: its label, size,
     most distinctive terms, the three members nearest its centroid, its
-    cohesion, and the runs that created and last changed it.
+    cohesion, the runs that created and last changed it, and the name a
+    person gave it (`dbt run-operation mdc_rename_label`).
 -#}
 with
 
@@ -32,6 +33,22 @@ registry as (
 datasets as (
 
     select * from {{ ref('stg_pipeline__datasets') }}
+
+),
+
+label_names as (
+
+    select * from {{ source('clustering_state', 'cluster_label_names') }}
+
+),
+
+latest_names as (
+
+    select
+        label_names.label,
+        arg_max(label_names.display_name, label_names.named_at) as display_name,
+    from label_names
+    group by label_names.label
 
 ),
 
@@ -103,6 +120,7 @@ described as (
 
     select
         sizes.cluster,
+        latest_names.display_name,
         sizes.cluster_number,
         sizes.size,
         term_lists.top_terms,
@@ -120,6 +138,7 @@ described as (
     left join exemplars on sizes.cluster = exemplars.cluster
     left join cohesion on sizes.cluster = cohesion.cluster
     left join registry on sizes.cluster = registry.label
+    left join latest_names on sizes.cluster = latest_names.label
 
 )
 

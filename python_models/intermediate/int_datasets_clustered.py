@@ -1,5 +1,8 @@
 """Leiden communities of the k-NN graph (thresholded, nearest edges kept), one row per embedded dataset."""
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.settings import run_settings
@@ -27,6 +30,15 @@ def model(dbt, session):
     edges = dbt.ref("int_graph_edges_filtered")
     neighbors = dbt.ref("int_dataset_neighbors_searched")
     registry = dbt.source("clustering_state", "cluster_label_registry")
+    # a label withdrawn by hand (dbt run-operation mdc_retire_label) is never handed out again: its datasets
+    # count as unlabelled (no warm start, and the label matching cannot give the label back)
+    withdrawn = registry.filter("status = 'withdrawn'").select("label").to_arrow_table().column(0)
+    previous = datasets.select("dataset_id, cluster").to_arrow_table()
+    labels_now = previous.column("cluster")
+    no_label = pa.scalar(None, pa.string())
+    previous = previous.set_column(
+        1, "cluster", pc.if_else(pc.is_in(labels_now, value_set=withdrawn), no_label, labels_now)
+    )
     return cluster_memberships(
         embeddings.select("dataset_id").order("dataset_id").to_arrow_table(),
         edges.select("source_id, target_id, weight").to_arrow_table(),
@@ -42,7 +54,7 @@ def model(dbt, session):
         max_cluster_size=leiden.max_cluster_size,
         target_n_clusters=leiden.target_n_clusters,
         target_tolerance=leiden.target_n_clusters_tolerance,
-        previous=datasets.select("dataset_id, cluster").to_arrow_table(),
+        previous=previous,
         registry=registry.select("label_number").to_arrow_table(),
         stable_labels=labels.stable_labels,
         min_label_overlap=labels.label_min_overlap,

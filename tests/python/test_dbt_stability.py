@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -138,3 +139,54 @@ def test_place_new_places_only_new_datasets_and_leaves_the_full_runs_unclustered
     assert seconds < 5
     # the state still names the last full run's datasets only: a place_new run writes nothing there
     assert twin.query("select count(*) from clustering_state.full_run_datasets") == [(len(before),)]
+
+
+def _md5(rows) -> str:
+    return hashlib.md5(repr(rows).encode()).hexdigest()
+
+
+def test_run_operations_show_rename_and_withdraw_labels_writing_only_what_they_say(grown):
+    wh, _, _, _ = grown
+    shared = {table: _md5(rows) for table, rows in wh.snapshot().items()}  # datasets, engineered_feature_values
+    registry = "select * from clustering_state.cluster_label_registry order by label"
+    registry_before = wh.query(registry)
+    biggest, second = [c for (c,) in wh.query("select cluster from clustering.clusters order by size desc limit 2")]
+
+    shown = wh.dbt("run-operation", "mdc_show_settings", vars={"resolution": 2.0}).stdout
+    assert "* resolution = 2.0   (default 1.0)" in shown and "  k_neighbors = 30" in shown
+    shown = wh.dbt("run-operation", "mdc_show_cluster", "--args", f"{{label: {biggest}, limit: 3}}").stdout
+    [(size, terms)] = wh.query(f"select size, top_terms from clustering.clusters where cluster = '{biggest}'")
+    assert f"size this run: {size}" in shown and ", ".join(terms[:8]) in shown
+    members = [d for (d,) in wh.query(f"select dataset_id from main.datasets where cluster = '{biggest}' "
+                                      "order by dataset_id limit 3")]
+    assert all(f"    {m}  " in shown for m in members)
+
+    # bad input: nothing changes
+    for args, message in [
+        (("mdc_retire_label", "--args", "{label: cluster_99999}"), "no label cluster_99999"),
+        (("mdc_retire_label", "--args", "{label: 'x; drop table main.datasets'}"), "label must be a cluster label"),
+        (("mdc_rename_label", "--args", f"{{label: {biggest}, name: ''}}"), "name must be text of 1-100"),
+    ]:
+        result = wh.dbt("run-operation", *args, check=False)
+        assert result.returncode != 0 and message in result.stdout, result.stdout[-2000:]
+    assert wh.query(registry) == registry_before
+
+    wh.dbt("run-operation", "mdc_rename_label", "--args", f"{{label: {biggest}, name: 'first name'}}")
+    wh.dbt("run-operation", "mdc_rename_label", "--args", f"{{label: {biggest}, name: \"it's the name\"}}")
+    wh.dbt("run-operation", "mdc_retire_label", "--args", f"{{label: {second}}}")
+    after = wh.query(registry)
+    changed = [row for row in after if row not in registry_before]
+    assert [(row[0], row[-1]) for row in changed] == [(second, "withdrawn")]  # one row, its status
+    assert {table: _md5(rows) for table, rows in wh.snapshot().items()} == shared  # the pipeline's tables untouched
+    assert wh.query("select label, display_name from clustering_state.cluster_label_names order by named_at") == [
+        (biggest, "first name"), (biggest, "it's the name")]  # every rename kept
+
+    members_of_second = {d for (d,) in wh.query(f"select dataset_id from main.datasets where cluster = '{second}'")}
+    wh.dbt("build")
+    assert wh.query(f"select display_name from clustering.clusters where cluster = '{biggest}'") == [
+        ("it's the name",)]
+    assert wh.query(f"select count(*) from main.datasets where cluster = '{second}'") == [(0,)]  # never again
+    assert wh.query(f"select status from clustering_state.cluster_label_registry where label = '{second}'") == [
+        ("withdrawn",)]
+    relabelled = dict(wh.query("select dataset_id, cluster from main.datasets"))
+    assert all(relabelled[d] is not None for d in members_of_second)  # its datasets got another label
