@@ -136,6 +136,15 @@ def layout_2d(
     """
     if method not in LAYOUT_METHODS:
         raise ValueError(f"layout method must be one of {', '.join(LAYOUT_METHODS)}, not {method!r}")
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    # One BLAS / OpenMP thread: with the cores busy (a dbt build runs models side by side, the test
+    # suite a build per core) the threaded t-SNE and projection ran 3-4x slower than one thread.
+    with threadpool_limits(1):
+        return _layout(vectors, method, labels, fit_points, neighbours, iterations, seed)
+
+
+def _layout(vectors, method, labels, fit_points, neighbours, iterations, seed) -> Layout:
     x = np.asarray(vectors)
     n = len(x)
     seconds = {}
