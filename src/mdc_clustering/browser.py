@@ -67,12 +67,13 @@ def _column(table: pa.Table, name: str) -> list:
 
 
 def _quantise(xy: np.ndarray) -> tuple[list[int], list[int]]:
-    """Coordinates scaled into ``[0, _GRID]`` (one scale for both axes), as integers; y grows upwards."""
+    """Coordinates scaled into ``[0, _GRID]`` (one scale for both axes, centred), as integers; y grows upwards."""
     if len(xy) == 0:
         return [], []
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     scale = _GRID / max(float((hi - lo).max()), 1e-12)
-    q = np.rint((xy - lo) * scale).astype(np.int64)
+    margin = (_GRID - (hi - lo) * scale) / 2  # the shorter axis centred in the square
+    q = np.rint((xy - lo) * scale + margin).astype(np.int64)
     return q[:, 0].tolist(), q[:, 1].tolist()
 
 
