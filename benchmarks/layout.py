@@ -10,12 +10,17 @@ appends to benchmarks/RESULTS.md):
   (1 = clusters far apart and tight, 0 = overlapping);
 - wall time of the layout, split into projection, fit and placement.
 
+With --browser N it instead writes the figures and the cluster browser of a
+synthetic set of N rows (truth labels as clusters, 1% unclustered) the way
+the figures model does, and prints the time and the HTML file's size.
+
 Data sets: the embedded sample (labels: the clusters of a built pipeline
 file, --sample-db; without it the sample is skipped) and synthetic
 clustered embeddings (benchmarks/synthetic.py, kind lowdim, labels: the
 truth) at each --n.
 
     .venv/bin/python benchmarks/layout.py --sample-db data/pipeline.duckdb --n 20000 100000
+    .venv/bin/python benchmarks/layout.py --browser 100000
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ CANDIDATES = [
     ("pca", {"method": "pca"}),
     ("tsne, fit 1k, 500 steps", {"method": "tsne", "fit_points": 1_000, "iterations": 500}),
     ("tsne, fit 2k, 500 steps", {"method": "tsne", "fit_points": 2_000, "iterations": 500}),
-    ("tsne, fit 2k", {"method": "tsne", "fit_points": 2_000}),
-    ("tsne, fit 5k", {"method": "tsne", "fit_points": 5_000}),
-    ("tsne, fit 10k", {"method": "tsne", "fit_points": 10_000}),
+    ("tsne, fit 2k", {"method": "tsne", "fit_points": 2_000, "iterations": 1_000}),
+    ("tsne, fit 5k", {"method": "tsne", "fit_points": 5_000, "iterations": 1_000}),
+    ("tsne, fit 10k", {"method": "tsne", "fit_points": 10_000, "iterations": 1_000}),
     ("umap, fit 5k", {"method": "umap", "fit_points": 5_000}),
     ("umap, fit 10k", {"method": "umap", "fit_points": 10_000}),
 ]
@@ -97,13 +102,67 @@ def synthetic_set(n: int, workdir: Path):
     return np.load(path), truth
 
 
+def browser_run(n: int, workdir: Path) -> str:
+    """Figures and browser of a synthetic set, as rpt_clustering_figures writes them; a Markdown line."""
+    from collections import Counter
+
+    import pyarrow as pa
+    from synthetic import synthetic_texts
+
+    from mdc_clustering.figures import FIGURE_FILES, write_figures
+
+    x, truth = synthetic_set(n, workdir)
+    texts = synthetic_texts(truth, 0)
+    ids = [f"synthetic/{i:07d}" for i in range(n)]
+    labels = [None if i % 100 == 0 else f"cluster_{t}" for i, t in enumerate(truth)]
+    words = [" ".join(t.split()[:14]) for t in texts]
+    members = pa.table({"dataset_id": ids, "cluster": labels,
+                        "unclustered_reason": ["no_edge" if c is None else None for c in labels]})
+    names = sorted({c for c in labels if c is not None}, key=lambda c: int(c.split("_")[1]))
+    by_cluster = {c: Counter() for c in names}
+    for c, t in zip(labels, texts, strict=True):
+        if c is not None and sum(by_cluster[c].values()) < 20_000:
+            by_cluster[c].update(t.split())
+    clusters = pa.table({
+        "cluster": names,
+        "size": [sum(1 for c in labels if c == name) for name in names],
+        "top_terms": [[w for w, _ in by_cluster[c].most_common(10)] for c in names],
+        "exemplar_ids": [[ids[labels.index(c)]] for c in names],
+        "exemplar_texts": [[words[labels.index(c)]] for c in names],
+    })
+    histogram = pa.table({"bin_start": [0.5], "bin_end": [0.51], "n": [n * 30]})
+    threshold = pa.table({"threshold_method": ["degree_target"], "similarity_threshold": [0.5],
+                          "degree_target_threshold": [0.5], "n_edges": [n * 15], "mean_degree": [30.0]})
+    embeddings = pa.table({"dataset_id": ids, "embedding": pa.FixedSizeListArray.from_arrays(
+        pa.array(x.reshape(-1)), x.shape[1])})
+    started = time.perf_counter()
+    out = write_figures(histogram, threshold, members, embeddings, workdir / "figures", clusters=clusters,
+                        texts=pa.table({"dataset_id": ids, "first_words": words}), title=f"synthetic {n:,}")
+    seconds = time.perf_counter() - started
+    drawn = dict(zip(out.column("figure").to_pylist(), out.column("n_points").to_pylist(), strict=True))["browser"]
+    size = (workdir / "figures" / FIGURE_FILES["browser"]).stat().st_size
+    return (f"| synthetic lowdim | {n:,} | {len(names)} | {drawn:,} | {size / 1e6:.1f} MB "
+            f"({size / drawn:.0f} B per drawn dataset) | {seconds:.1f} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample-db", type=Path, help="a built pipeline file of the sample (read only)")
     parser.add_argument("--n", type=int, nargs="*", default=[20_000, 100_000], help="synthetic set sizes")
     parser.add_argument("--only", nargs="*", help="candidate names to run (default: all)")
     parser.add_argument("--results", type=Path, help="append the table to this Markdown file")
+    parser.add_argument("--browser", type=int, metavar="N", help="write the figures and browser of N synthetic rows")
     args = parser.parse_args(argv)
+    if args.browser:
+        with tempfile.TemporaryDirectory() as tmp:
+            line = browser_run(args.browser, Path(tmp))
+        text = ("| data | N | clusters | drawn | cluster_browser.html | seconds (all four figures) |\n"
+                "|---|---:|---:|---:|---|---:|\n" + line)
+        print(text)
+        if args.results:
+            with args.results.open("a") as out:
+                out.write("\n" + text + "\n")
+        return
     candidates = [c for c in CANDIDATES if not args.only or c[0] in args.only]
     try:
         import umap  # noqa: F401
