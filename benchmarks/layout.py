@@ -46,6 +46,9 @@ CANDIDATES = [
     ("tsne, fit 5k", {"method": "tsne", "fit_points": 5_000, "iterations": 1_000}),
     ("tsne, fit 10k", {"method": "tsne", "fit_points": 10_000, "iterations": 1_000}),
     ("umap, fit 5k", {"method": "umap", "fit_points": 5_000}),
+    ("tsne, fit 2k, 500 steps, 3 nb", {"method": "tsne", "fit_points": 2_000, "iterations": 500, "neighbours": 3}),
+    ("drl k-NN graph, fit 2k", {"method": "drl", "fit_points": 2_000}),
+    ("drl k-NN graph, fit 5k", {"method": "drl", "fit_points": 5_000}),
     ("umap, fit 10k", {"method": "umap", "fit_points": 10_000}),
 ]
 

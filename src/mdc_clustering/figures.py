@@ -25,12 +25,22 @@ FIGURE_FILES = {
 # MAP_POINTS + MIN_DRAWN_PER_CLUSTER x clusters.
 MAP_POINTS = 50_000
 MIN_DRAWN_PER_CLUSTER = 3
-NAMED_CLUSTERS = 40  # the map PNG names this many drawn clusters (largest first) by their top terms
+NAMED_CLUSTERS = 30  # the map PNG names this many drawn clusters (largest first) by their top terms
 
 
 def project_2d(vectors: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """Project unit-normalised rows on their first two principal axes (linear in N; the axes fitted on a sample)."""
     return layout_2d(vectors, "pca", seed=seed).xy.astype(np.float64)
+
+
+def _densest_spot(points: np.ndarray) -> tuple[float, float]:
+    """Centre of the fullest cell of a 12 x 12 histogram of ``points`` (their median when there are few)."""
+    if len(points) < 10:
+        cx, cy = np.median(points, axis=0)
+        return float(cx), float(cy)
+    counts, xs, ys = np.histogram2d(points[:, 0], points[:, 1], bins=12)
+    i, j = np.unravel_index(counts.argmax(), counts.shape)
+    return float(xs[i] + xs[i + 1]) / 2, float(ys[j] + ys[j + 1]) / 2
 
 
 def write_figures(
@@ -178,9 +188,9 @@ def write_figures(
                rasterized=True)
     drawn_codes = np.unique(codes[codes >= 0])
     named = drawn_codes[:NAMED_CLUSTERS]
-    for code in named:  # name each drawn cluster (the largest NAMED_CLUSTERS) at its centre
+    for code in named:  # name each drawn cluster (the largest NAMED_CLUSTERS) where most of it lies
         label = table[code][0]
-        cx, cy = np.median(xy[codes == code], axis=0)
+        cx, cy = _densest_spot(xy[codes == code])
         words = ", ".join((terms.get(label) or [])[:3])
         ax.annotate(f"{label}\n{words}" if words else label, (cx, cy), fontsize=7.5, ha="center", va="center",
                     color="#111111", bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8,
@@ -190,8 +200,8 @@ def write_figures(
     ax.set_xticks([])
     ax.set_yticks([])
     drawn = f"{len(shown):,} of {len(labels):,}" if len(shown) < len(labels) else f"{len(shown):,}"
-    which = "every cluster named" if len(named) == len(drawn_codes) else f"the {len(named)} largest named"
-    ax.set_title(f"{drawn} datasets, t-SNE layout: {len(drawn_codes)} clusters coloured, {which} by its top terms",
+    which = "each named" if len(named) == len(drawn_codes) else f"the {len(named)} largest named"
+    ax.set_title(f"{drawn} datasets, t-SNE layout: {len(drawn_codes)} clusters coloured, {which} by their top terms",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(out / FIGURE_FILES["map"])

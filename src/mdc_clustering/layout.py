@@ -8,8 +8,9 @@ similarity-weighted mean of the positions of its ``neighbours`` most similar
 fitted rows (cosine in the 50-D projection). The t-SNE costs the same at any
 N; the projection and the placement are one pass over the rows in slices:
 linear in N, memory O(N). ``pca`` (the first two principal axes) is kept for
-comparison; ``umap`` needs umap-learn (the ``bench`` extra) and is only for
-the layout benchmark (``benchmarks/layout.py``, results in
+comparison; ``umap`` (needs umap-learn, the ``bench`` extra) and ``drl``
+(igraph's DrL force-directed layout of the fitted rows' 15-NN graph) are
+only for the layout benchmark (``benchmarks/layout.py``, results in
 ``benchmarks/RESULTS.md``).
 """
 
@@ -24,7 +25,7 @@ from .neighbors._common import pca_basis
 
 __all__ = ["FIT_POINTS", "ITERATIONS", "LAYOUT_METHODS", "Layout", "layout_2d", "stratified_rows"]
 
-LAYOUT_METHODS = ("tsne", "pca", "umap")
+LAYOUT_METHODS = ("tsne", "pca", "umap", "drl")
 FIT_POINTS = 2_000  # rows t-SNE is fitted on; the rest are placed by their nearest fitted rows
 ITERATIONS = 500  # t-SNE steps (scikit-learn max_iter); chosen by benchmarks/layout.py
 _PCA_DIMS = 50
@@ -115,8 +116,9 @@ def layout_2d(
     vectors
         ``(n, d)`` embeddings (any norm; compared by cosine).
     method
-        ``tsne`` (default), ``pca`` (first two principal axes) or ``umap``
-        (needs umap-learn, benchmark only).
+        ``tsne`` (default), ``pca`` (first two principal axes), ``umap``
+        (needs umap-learn) or ``drl`` (igraph's DrL layout of the k-NN
+        graph); the last two for the benchmark only.
     labels
         Optional cluster code per row (negative = unclustered): the fitted
         rows then include at least 3 of every cluster.
@@ -173,6 +175,22 @@ def _layout(vectors, method, labels, fit_points, neighbours, iterations, seed) -
             n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", max_iter=max(250, iterations),
             random_state=seed,
         ).fit_transform(fit)
+    elif method == "drl":
+        import random
+
+        import igraph
+
+        m = len(fit_rows)
+        k = min(15, m - 1)
+        unit = _unit(fit)
+        sims = unit @ unit.T
+        np.fill_diagonal(sims, -np.inf)
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        graph = igraph.Graph(n=m, edges=np.c_[np.repeat(np.arange(m), k), nearest.ravel()].tolist())
+        graph.es["weight"] = np.maximum(np.take_along_axis(sims, nearest, axis=1).ravel(), 1e-3).tolist()
+        graph.simplify(combine_edges="max")
+        igraph.set_random_number_generator(random.Random(seed))  # DrL draws from igraph's global generator
+        fitted = np.asarray(graph.layout_drl(weights="weight").coords)
     else:
         import umap  # the bench extra
 
