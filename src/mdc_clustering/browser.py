@@ -180,6 +180,7 @@ def inspect_browser(
     *,
     search: str | None = None,
     select: str | None = None,
+    hover: str | None = None,
     screenshot: str | Path | None = None,
     viewport: tuple[int, int] = (1400, 860),
 ) -> dict:
@@ -187,8 +188,9 @@ def inspect_browser(
 
     Blocks every request that is not the file itself, so a page that needed
     the network would show it. ``search``: typed into the search box and
-    submitted; ``select``: a cluster label clicked in the list; then the
-    screenshot (when asked) is taken.
+    submitted; ``select``: a cluster label clicked in the list; ``hover``: a
+    dataset id whose point the mouse is moved onto; then the screenshot
+    (when asked) is taken.
 
     Returns
     -------
@@ -200,7 +202,8 @@ def inspect_browser(
         search's result line, or None), ``found_id`` (the dataset the map
         marks, or None), ``selected`` (the highlighted cluster's label, or
         None), ``requests`` (URLs other than the file that the page asked
-        for), ``errors`` (JavaScript errors).
+        for), ``errors`` (JavaScript errors), ``tooltip`` (the hover's
+        tooltip text, or None).
     """
     from playwright.sync_api import sync_playwright
 
@@ -230,6 +233,14 @@ def inspect_browser(
             if search is not None:
                 page.fill("#search", search)
                 page.press("#search", "Enter")
+            tooltip = None
+            if hover is not None:
+                spot = page.evaluate("(id) => window.clusterBrowser.screenOf(id)", hover)
+                if spot is not None:
+                    box = page.locator("#map").bounding_box()
+                    page.mouse.move(box["x"] + spot[0], box["y"] + spot[1])
+                    tip = page.locator("#tip")
+                    tooltip = tip.inner_text() if tip.is_visible() else None
             state = page.evaluate(
                 """() => {
                     const canvas = document.getElementById("map");
@@ -256,7 +267,7 @@ def inspect_browser(
                 page.screenshot(path=str(screenshot))
         finally:
             browser.close()
-    return {**state, "requests": requests, "errors": errors}
+    return {**state, "tooltip": tooltip, "requests": requests, "errors": errors}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -266,9 +277,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("html", type=Path, help="reports/clustering/<pipeline>/cluster_browser.html")
     parser.add_argument("--search", help="a dataset id or word to search for")
     parser.add_argument("--select", help="a cluster label to click in the list")
+    parser.add_argument("--hover", help="a dataset id to move the mouse onto")
     parser.add_argument("--screenshot", type=Path)
     args = parser.parse_args(argv)
-    state = inspect_browser(args.html, search=args.search, select=args.select, screenshot=args.screenshot)
+    state = inspect_browser(args.html, search=args.search, select=args.select, hover=args.hover,
+                            screenshot=args.screenshot)
     for key, value in state.items():
         print(f"{key}: {value}")
 

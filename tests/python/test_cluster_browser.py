@@ -98,8 +98,9 @@ def test_browser_word_search_and_cluster_click(synthetic_page):
     path, ids = synthetic_page
     by_word = inspect_browser(path, search="topic3")
     assert by_word["found_id"] in ids[180:240]  # a member of cluster_3, whose texts hold the word
-    clicked = inspect_browser(path, select="cluster_2")
+    clicked = inspect_browser(path, select="cluster_2", hover=ids[130])
     assert clicked["selected"] == "cluster_2"
+    assert clicked["tooltip"].startswith(ids[130]) and "topic2 measurements of thing 130" in clicked["tooltip"]
     missing = inspect_browser(path, search="no-such-dataset")
     assert missing["found_id"] is None and missing["found"].startswith("No drawn dataset matches")
 
