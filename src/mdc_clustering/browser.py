@@ -134,7 +134,7 @@ def write_browser(
     if missing:
         raise ValueError(f"points name clusters missing from the cluster table: {', '.join(missing[:5])}")
     point_codes = [code[c] if c is not None else -1 for c in labels]
-    drawn = np.bincount([c for c in point_codes if c >= 0], minlength=len(rows)).tolist()
+    drawn = np.bincount(np.asarray([c for c in point_codes if c >= 0], np.int64), minlength=len(rows)).tolist()
     cluster_list = [
         {
             "label": label,
