@@ -131,3 +131,17 @@ def test_sample_build_writes_a_working_browser(sample, tmp_path):
     assert seen["found_id"] == exemplar
     assert seen["painted"] > 20_000
     assert (tmp_path / "browser.png").stat().st_size > 20_000
+
+
+def test_browser_of_an_empty_run_and_a_bad_layout(tmp_path):
+    empty = pa.table({"dataset_id": pa.array([], pa.string()), "cluster": pa.array([], pa.string()),
+                      "x": pa.array([], pa.float64()), "y": pa.array([], pa.float64())})
+    none = pa.table({"cluster": pa.array([], pa.string()), "size": pa.array([], pa.int64())})
+    page = write_browser(empty, none, tmp_path / "empty.html").read_text()
+    assert '"points":{"x":[],"y":[],"c":[],"id":[],"t":[]}' in page
+    nan = pa.table({"dataset_id": ["a"], "cluster": [None], "x": [float("nan")], "y": [0.0]})
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        write_browser(nan, none, tmp_path / "nan.html")
+    stray = pa.table({"dataset_id": ["a"], "cluster": ["cluster_7"], "x": [0.0], "y": [0.0]})
+    with pytest.raises(ValueError, match="cluster_7"):
+        write_browser(stray, none, tmp_path / "stray.html")
