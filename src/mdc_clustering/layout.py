@@ -140,8 +140,8 @@ def layout_2d(
         raise ValueError(f"layout method must be one of {', '.join(LAYOUT_METHODS)}, not {method!r}")
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-    # One BLAS / OpenMP thread: with the cores busy (a dbt build runs models side by side, the test
-    # suite a build per core) the threaded t-SNE and projection ran 3-4x slower than one thread.
+    # One BLAS / OpenMP thread: the threaded t-SNE and projection lose badly when the cores are busy
+    # (a dbt build runs models side by side, the test suite a build per core); see benchmarks/RESULTS.md.
     with threadpool_limits(1):
         return _layout(vectors, method, labels, fit_points, neighbours, iterations, seed)
 
