@@ -59,7 +59,8 @@ class ClusteringOutput:
     report
         The run's JSON report (``clustering_report.json``) as a dict.
     figures
-        ``{name: path}`` of the PNG pictures.
+        ``{name: path}`` of the PNG pictures and of the cluster browser
+        (``cluster_browser``, one HTML file).
     workdir
         The folder holding the pipeline file, the store, the report and
         dbt's logs.
@@ -273,7 +274,7 @@ def cluster(
         report = json.loads((report_dir / "clustering_report.json").read_text())
         by_id = dict(zip(memberships.column("dataset_id").to_pylist(), memberships.column("cluster").to_pylist(),
                          strict=True))
-        figures = {path.stem: path for path in sorted(report_dir.glob("*.png"))}
+        figures = {path.stem: path for pattern in ("*.png", "*.html") for path in sorted(report_dir.glob(pattern))}
         output = ClusteringOutput(
             memberships=memberships,
             labels={i: by_id.get(i) for i in ids},
@@ -284,7 +285,9 @@ def cluster(
             workdir=None if temporary else root,
         )
         if temporary:  # the pictures would go with the folder: keep their bytes
-            output.report["figures_png"] = {name: path.read_bytes() for name, path in figures.items()}
+            output.report["figures_png"] = {
+                name: path.read_bytes() for name, path in figures.items() if path.suffix == ".png"
+            }
         return output
     finally:
         if temporary:

@@ -8,38 +8,39 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .browser import UNCLUSTERED_COLOUR, cluster_colours, write_browser
 from .embeddings import Embeddings, as_embeddings
-from .knn import normalize_rows
+from .layout import layout_2d, stratified_rows
 
-__all__ = ["FIGURE_FILES", "MAP_POINTS", "project_2d", "write_figures"]
+__all__ = ["FIGURE_FILES", "MAP_POINTS", "MIN_DRAWN_PER_CLUSTER", "NAMED_CLUSTERS", "project_2d", "write_figures"]
 
 FIGURE_FILES = {
     "similarity": "knn_similarity_distribution.png",
     "sizes": "cluster_sizes.png",
     "map": "cluster_map.png",
+    "browser": "cluster_browser.html",
 }
-MAP_POINTS = 20_000  # points drawn in the map (a fixed random subset beyond that)
-_FIT_POINTS = 20_000  # rows the 2-D projection is fitted on
+# Datasets drawn in the map and the browser: beyond this, a sample stratified by cluster (each cluster
+# keeps its share, and at least MIN_DRAWN_PER_CLUSTER members), so the drawn count is at most about
+# MAP_POINTS + MIN_DRAWN_PER_CLUSTER x clusters.
+MAP_POINTS = 50_000
+MIN_DRAWN_PER_CLUSTER = 3
+NAMED_CLUSTERS = 30  # the map PNG names this many drawn clusters (largest first) by their top terms
 
 
 def project_2d(vectors: np.ndarray, *, seed: int = 0) -> np.ndarray:
-    """Project unit-normalised rows on their first two principal axes.
+    """Project unit-normalised rows on their first two principal axes (linear in N; the axes fitted on a sample)."""
+    return layout_2d(vectors, "pca", seed=seed).xy.astype(np.float64)
 
-    The axes are fitted on at most 20,000 rows (a fixed random subset), then
-    every row is projected with one (n, d) x (d, 2) product: linear in N.
-    """
-    n = len(vectors)
-    rng = np.random.default_rng(seed)
-    fit_rows = np.arange(n) if n <= _FIT_POINTS else np.sort(rng.choice(n, _FIT_POINTS, replace=False))
-    fit = normalize_rows(vectors[fit_rows])
-    mean = fit.mean(axis=0)
-    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
-    axes = vt[:2].T
-    axes *= np.sign(axes[np.abs(axes).argmax(axis=0), [0, 1]])  # deterministic orientation
-    out = np.empty((n, 2), dtype=np.float64)
-    for start in range(0, n, 65_536):  # a slice at a time: no N x d copy
-        out[start : start + 65_536] = (normalize_rows(vectors[start : start + 65_536]) - mean) @ axes
-    return out
+
+def _densest_spot(points: np.ndarray) -> tuple[float, float]:
+    """Centre of the fullest cell of a 12 x 12 histogram of ``points`` (their median when there are few)."""
+    if len(points) < 10:
+        cx, cy = np.median(points, axis=0)
+        return float(cx), float(cy)
+    counts, xs, ys = np.histogram2d(points[:, 0], points[:, 1], bins=12)
+    i, j = np.unravel_index(counts.argmax(), counts.shape)
+    return float(xs[i] + xs[i + 1]) / 2, float(ys[j] + ys[j + 1]) / 2
 
 
 def write_figures(
@@ -48,8 +49,12 @@ def write_figures(
     memberships: pa.Table,
     embeddings: Embeddings | pa.Table,
     out_dir: str | Path,
+    *,
+    clusters: pa.Table | None = None,
+    texts: pa.Table | None = None,
+    title: str = "Clusters",
 ) -> pa.Table:
-    """Write the three PNGs of a run and return a table listing them.
+    """Write the three PNGs and the cluster browser of a run; return a table listing them.
 
     Parameters
     ----------
@@ -59,18 +64,30 @@ def write_figures(
         The one-row threshold table (``threshold_method``,
         ``similarity_threshold`` and the ``*_threshold`` candidates).
     memberships
-        ``dataset_id``, ``cluster`` of every embedded dataset.
+        ``dataset_id``, ``cluster`` (and optionally ``unclustered_reason``)
+        of every embedded dataset.
     embeddings
-        ``dataset_id``, ``embedding`` of the datasets to draw in the map: all
-        of them, or a sample (beyond 20,000 rows a fixed random 20,000 are
-        drawn anyway).
+        ``dataset_id``, ``embedding`` of the datasets to draw in the map and
+        the browser: all of them, or a sample (the caller's; beyond
+        :data:`MAP_POINTS` rows a sample stratified by cluster is drawn).
     out_dir
         Folder to write to; created (with its parents) when missing.
+    clusters
+        One row per cluster (the ``clusters`` mart: ``cluster``, ``size``,
+        ``top_terms``, ``exemplar_ids``, ``exemplar_texts``): names the
+        clusters in the map and fills the browser's list. Default: sizes
+        from ``memberships``, no terms.
+    texts
+        ``dataset_id``, ``first_words`` of (at least) the drawn datasets:
+        shown on hover in the browser and searched by word.
+    title
+        Title of the browser page.
 
     Returns
     -------
     pyarrow.Table
-        One row per figure: ``figure``, ``path``, ``n_points``.
+        One row per file: ``figure``, ``path``, ``n_points`` (similarity
+        pairs, clusters, or datasets drawn in the map and the browser).
     """
     import matplotlib
 
@@ -137,46 +154,77 @@ def write_figures(
     plt.close(fig)
     written.append(("sizes", len(sizes)))
 
-    # 3. 2-D map coloured by cluster
+    # 3. 2-D map coloured by cluster, on a t-SNE layout (mdc_clustering.layout)
+    if clusters is None:
+        names, counts = (np.unique(np.asarray(clustered, dtype=object), return_counts=True) if clustered
+                         else ([], []))
+        clusters = pa.table({"cluster": pa.array(list(names), pa.string()), "size": pa.array(counts, pa.int64())})
+    table = sorted(zip(clusters.column("cluster").to_pylist(), clusters.column("size").to_pylist(), strict=True),
+                   key=lambda r: (-int(r[1]), str(r[0])))
+    order = {label: i for i, (label, _) in enumerate(table)}
+    colours = cluster_colours(len(order))
+    terms = dict(zip(clusters.column("cluster").to_pylist(), clusters.column("top_terms").to_pylist(), strict=True)
+                 ) if "top_terms" in clusters.column_names else {}
     emb = as_embeddings(embeddings)
-    xy = project_2d(emb.matrix)
-    n = len(xy)
-    shown = np.arange(n)
-    if n > MAP_POINTS:
-        shown = np.sort(np.random.default_rng(0).choice(n, MAP_POINTS, replace=False))
     at = pc.index_in(emb.ids, value_set=memberships.column("dataset_id").combine_chunks())
     map_labels = memberships.column("cluster").combine_chunks().take(at).to_pylist()
-    label_arr = np.asarray([c if c is not None else "" for c in map_labels], dtype=object)
-    order = {c: i for i, c in enumerate(sorted(set(clustered), key=lambda c: int(c.rsplit("_", 1)[-1])))}
-    codes = np.array([order.get(c, -1) for c in label_arr])
-    fig, ax = plt.subplots(figsize=(9, 8), dpi=110)
-    size = max(1.0, 12.0 * min(1.0, 3000 / len(shown)))
-    none = shown[codes[shown] < 0]
-    ax.scatter(xy[none, 0], xy[none, 1], s=size, c="#cccccc", linewidths=0, rasterized=True, label="unclustered")
-    # The 20 largest clusters get their own colour; smaller ones share a dark grey.
-    rest = shown[codes[shown] >= 20]
-    ax.scatter(xy[rest, 0], xy[rest, 1], s=size, c="#777777", linewidths=0, rasterized=True,
-               label="smaller clusters")
-    cmap = plt.get_cmap("tab20")
-    for code in range(min(20, len(order))):
-        pts = shown[codes[shown] == code]
-        ax.scatter(xy[pts, 0], xy[pts, 1], s=size, color=cmap(code), linewidths=0, rasterized=True)
-    ax.legend(loc="lower right", fontsize=8, frameon=False, markerscale=2)
-    for label, code in list(order.items())[:12]:  # name the 12 largest clusters at their centre
-        members = codes == code
-        if not members.any():  # not in the drawn sample
-            continue
-        cx, cy = np.median(xy[members], axis=0)
-        ax.annotate(label, (cx, cy), fontsize=8, ha="center", weight="bold",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.7, "lw": 0})
+    codes = np.array([order.get(c, -1) if c is not None else -1 for c in map_labels], dtype=np.int64)
+    shown = np.arange(len(emb))
+    if len(emb) > MAP_POINTS + MIN_DRAWN_PER_CLUSTER * len(order):
+        shown = stratified_rows(codes, MAP_POINTS, min_per_label=MIN_DRAWN_PER_CLUSTER)
+    codes = codes[shown]
+    xy = layout_2d(emb.matrix[shown], labels=codes).xy
+
+    fig, ax = plt.subplots(figsize=(11, 9), dpi=110)
+    size = max(1.0, 14.0 * min(1.0, 3000 / max(1, len(shown))))
+    none = codes < 0
+    if none.any():
+        ax.scatter(xy[none, 0], xy[none, 1], s=size, c=UNCLUSTERED_COLOUR, linewidths=0, rasterized=True,
+                   label=f"unclustered ({int(none.sum()):,} drawn)")
+    # largest clusters first, so the small ones are drawn on top and stay visible
+    painted = np.flatnonzero(~none)
+    painted = painted[np.argsort(codes[painted], kind="stable")]
+    ax.scatter(xy[painted, 0], xy[painted, 1], s=size, c=[colours[c] for c in codes[painted]], linewidths=0,
+               rasterized=True)
+    drawn_codes = np.unique(codes[codes >= 0])
+    named = drawn_codes[:NAMED_CLUSTERS]
+    for code in named:  # name each drawn cluster (the largest NAMED_CLUSTERS) where most of it lies
+        label = table[code][0]
+        cx, cy = _densest_spot(xy[codes == code])
+        words = ", ".join((terms.get(label) or [])[:3])
+        ax.annotate(f"{label}\n{words}" if words else label, (cx, cy), fontsize=7.5, ha="center", va="center",
+                    color="#111111", bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8,
+                                           "ec": colours[code], "lw": 1.2})
+    if none.any():
+        ax.legend(loc="lower right", fontsize=8, frameon=False, markerscale=2)
     ax.set_xticks([])
     ax.set_yticks([])
     drawn = f"{len(shown):,} of {len(labels):,}" if len(shown) < len(labels) else f"{len(shown):,}"
-    ax.set_title(f"{drawn} datasets on their first two principal axes; the 20 largest clusters in colour")
+    which = "each named" if len(named) == len(drawn_codes) else f"the {len(named)} largest named"
+    ax.set_title(f"{drawn} datasets, t-SNE layout: {len(drawn_codes)} clusters coloured, {which} by their top terms",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(out / FIGURE_FILES["map"])
     plt.close(fig)
     written.append(("map", len(shown)))
+
+    # 4. the cluster browser (mdc_clustering.browser), on the same layout
+    ids = emb.ids.take(pa.array(shown))
+    words = None
+    if texts is not None:
+        where = pc.index_in(ids, value_set=texts.column("dataset_id").combine_chunks())
+        words = texts.column("first_words").combine_chunks().take(where)
+    points = pa.table({
+        "dataset_id": ids,
+        "cluster": pa.array([table[c][0] if c >= 0 else None for c in codes], pa.string()),
+        "x": xy[:, 0],
+        "y": xy[:, 1],
+        "first_words": words if words is not None else pa.nulls(len(ids), pa.string()),
+    })
+    unclustered = memberships.filter(pc.is_null(memberships.column("cluster")))
+    write_browser(points, clusters, out / FIGURE_FILES["browser"], n_datasets=len(labels), unclustered=unclustered,
+                  title=title, cap=MAP_POINTS)
+    written.append(("browser", len(shown)))
 
     return pa.table(
         {

@@ -35,7 +35,7 @@ def test_one_call_on_the_sample_matrix_gives_the_labels_of_dbt_build(tmp_path):
     assert out.clusters.num_rows == out.report["clusters"]["n_clusters"]
     assert set(out.clusters.column_names) >= {"cluster", "size", "top_terms", "exemplar_ids"}
     assert out.features.num_rows == len(ids) * 8  # six neighbourhood + two cluster features, every dataset clustered
-    assert {"cluster_map", "cluster_sizes", "knn_similarity_distribution"} <= set(out.figures)
+    assert {"cluster_map", "cluster_sizes", "knn_similarity_distribution", "cluster_browser"} <= set(out.figures)
     assert all(path.is_file() for path in out.figures.values())
 
 
