@@ -3,8 +3,13 @@
 They go to this pipeline's report folder (rpt_clustering_report_folder), created here when missing.
 """
 
+from pathlib import Path
+
+import pyarrow as pa
+
 from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.figures import MAP_POINTS, MIN_DRAWN_PER_CLUSTER, write_figures
+from mdc_clustering.settings import run_settings
 
 
 def model(dbt, session):
@@ -16,7 +21,12 @@ def model(dbt, session):
     datasets = dbt.ref("stg_pipeline__datasets")
     embeddings = dbt.ref("stg_chroma__embeddings")
     folder = dbt.ref("rpt_clustering_report_folder")
+    run = dbt.source("clustering_state", "run_settings")
     [(report_dir,)] = folder.select("report_dir").fetchall()
+    if not run_settings(run).reports.figures:  # the folder still, for the JSON report
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        return pa.table({"figure": pa.array([], pa.string()), "path": pa.array([], pa.string()),
+                         "n_points": pa.array([], pa.int64())})
     histogram = neighbors.aggregate(
         "floor(similarity * 100) / 100 as bin_start, floor(similarity * 100) / 100 + 0.01 as bin_end, count(*) as n",
         "floor(similarity * 100)",

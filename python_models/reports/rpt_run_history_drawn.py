@@ -1,11 +1,18 @@
 """The trends of clustering_state.run_history (this run included) as run_history.png in the report folder."""
 
+import pyarrow as pa
+
 from mdc_clustering.history import write_history_figure
+from mdc_clustering.settings import run_settings
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
     history = dbt.ref("run_history")
+    run = dbt.source("clustering_state", "run_settings")
     folder = dbt.ref("rpt_clustering_report_folder")
     [(report_dir,)] = folder.select("report_dir").fetchall()
+    if not run_settings(run).reports.figures:
+        return pa.table({"figure": pa.array([], pa.string()), "path": pa.array([], pa.string()),
+                         "n_points": pa.array([], pa.int64())}).rename_columns(["figure", "path", "n_runs"])
     return write_history_figure(history.to_arrow_table(), report_dir)

@@ -352,6 +352,12 @@ class ReportSettings(_Group):
         "name without its extension.",
     )
 
+    figures: StrictBool = _setting(
+        True, "true or false",
+        "Draw the pictures and the cluster browser on every build (the slowest report step: a t-SNE layout of "
+        "at most 50,000 datasets); false = the JSON report and the run history only.",
+    )
+
     @field_validator("report_name")
     @classmethod
     def _folder(cls, value):

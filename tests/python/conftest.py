@@ -35,14 +35,14 @@ def rng():
 
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory):
-    """The embedded sample, loaded into a throw-away warehouse and built once with default vars.
+    """The embedded sample, loaded into a throw-away warehouse and built once with default vars (pictures drawn).
 
     Tests that change it must restore it (or use their own warehouse).
     """
     from dbt_runner import Warehouse
 
     wh = Warehouse(tmp_path_factory.mktemp("sample"))
-    wh.dbt("build")
+    wh.dbt("build", vars={"figures": True})
     return wh
 
 

@@ -87,7 +87,8 @@ class Warehouse:
         ``chroma_vars=False`` leaves the store's vars out (the environment, or nothing, then says where it is).
         """
         chroma = {"chroma_path": str(self.chroma), "chroma_collection": self.collection} if chroma_vars else {}
-        all_vars = {**chroma, **(vars or {})}
+        # the pictures (a t-SNE layout, the slowest report step) only where a test looks at them
+        all_vars = {**chroma, "figures": False, **(vars or {})}
         full_env = {
             **os.environ,
             "MDC_DUCKDB_PATH": str(self.db),

@@ -89,7 +89,7 @@ def test_full_refresh_keeps_the_state_and_every_run_is_in_the_history(grown):
     before = wh.query(kept + " order by label")
     edited = [d for (d,) in wh.query("select dataset_id from main.datasets order by dataset_id limit 5")]
     wh.query_write(f"update main.datasets set text = text || ' (revised)' where dataset_id in {tuple(edited)}")
-    wh.dbt("build", "--full-refresh")
+    wh.dbt("build", "--full-refresh", vars={"figures": True})
     assert wh.query(kept + " order by label") == before  # same data: only last_seen_* moved
     assert wh.query(
         "select count(*) from duckdb_constraints() "

@@ -53,7 +53,7 @@ def user(tmp_path_factory) -> Warehouse:
     # the sample's (another pipeline's) report folder next to it: never touched
     (root / "reports" / "clustering" / "sample").mkdir(parents=True)
     (root / "reports" / "clustering" / "sample" / "clustering_report.json").write_text("{}\n")
-    wh.dbt("build", vars=VARS, chroma_vars=False, env=store_env(wh))
+    wh.dbt("build", vars={**VARS, "figures": True}, chroma_vars=False, env=store_env(wh))
     return wh
 
 
