@@ -200,8 +200,50 @@ def test_chained_updates_stay_exact(rng):
     ids = emb.ids.to_pylist()[20:] + [f"c{j:03d}" for j in range(25)]
     matrix[:5] = rng.normal(size=(5, 16))
     later = table(ids, matrix)
-    second = update_knn(first.as_previous(), later, 10, changed=ids[:5])
+    second = update_knn(first.state, later, 10, changed=ids[:5])
     assert_equals_full(second, later, 10)
+
+
+def assert_prefixes_of_full(state, current, k, width):
+    """Each state list is the row's most similar datasets: k to ``width`` of them, as a full search ranks them."""
+    emb = as_embeddings(current)
+    expected, expected_sims = brute_force(emb.matrix, width)
+    unit = emb.matrix.astype(np.float64)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    assert state.ids.equals(emb.ids) and state.indices.shape == (len(emb), width)
+    for i in range(len(emb)):
+        members = state.indices[i][state.indices[i] >= 0]
+        m = len(members)
+        assert m >= k and np.all(state.indices[i][m:] == -1)
+        np.testing.assert_allclose(state.similarities[i][:m], expected_sims[i][:m], atol=1e-5)
+        np.testing.assert_allclose(state.similarities[i][:m], unit[members] @ unit[i], atol=1e-5)
+        clear = expected[i][:m][expected_sims[i][:m] > expected_sims[i][m - 1] + 1e-5]
+        assert set(clear) <= set(members) and i not in members
+
+
+@pytest.mark.parametrize(("new", "removed", "changed"), [(15, 12, 6), (0, 30, 0), (60, 20, 20)])
+def test_slack_keeps_lists_that_lost_members_exact_without_searching_them(rng, new, removed, changed):
+    previous, current, moved = scenario(rng, k=15, new=new, removed=removed, changed=changed)  # 10 + 5 slack
+    plain = update_knn(PreviousKnn(previous.ids, previous.indices[:, :10], previous.similarities[:, :10]),
+                       current, 10, changed=moved)
+    update = update_knn(previous, current, 10, changed=moved, slack=5)
+    assert_equals_full(update, current, 10)
+    assert_identical_to_exact_knn(update, current, 10)
+    assert_prefixes_of_full(update.state, current, 10, 15)
+    assert update.stats.lists_refilled < plain.stats.lists_refilled / 3
+    assert update.stats.lists_partial > 0 and update.stats.rows_searched == new + changed + update.stats.lists_refilled
+    np.testing.assert_array_equal(update.changed_rows, plain.changed_rows)
+    # the partial state is the next update's start
+    emb = as_embeddings(current)
+    later_ids = emb.ids.to_pylist()[25:] + [f"c{j:03d}" for j in range(20)]
+    later = table(later_ids, np.concatenate([emb.matrix[25:], rng.normal(size=(20, 16)).astype(np.float32)]))
+    second = update_knn(update.state, later, 10, slack=5)
+    assert_equals_full(second, later, 10)
+    assert_prefixes_of_full(second.state, later, 10, 15)
+    long = knn_table(second.state.ids, np.maximum(second.state.indices, 0), second.state.similarities)
+    partial = long.filter(pa.array((second.state.indices >= 0).ravel()))
+    back = PreviousKnn.from_table(partial)
+    np.testing.assert_array_equal(back.indices, second.state.indices)
 
 
 def test_changed_rows_are_the_rows_whose_list_differs(rng):
@@ -235,8 +277,11 @@ def test_previous_lists_read_from_the_long_table(rng):
     assert back.ids.equals(previous.ids)
     np.testing.assert_array_equal(back.indices, previous.indices)
     np.testing.assert_array_equal(back.similarities, previous.similarities)
-    with pytest.raises(ClusteringInputError, match="same length"):
-        PreviousKnn.from_table(long.slice(1))
+    with pytest.raises(ClusteringInputError, match="neighbor_rank must run from 1"):
+        PreviousKnn.from_table(long.slice(1))  # x000's rank 1 missing
+    # a shorter list (the state of an update with slack) is padded
+    short = PreviousKnn.from_table(long.slice(0, long.num_rows - 1))
+    assert short.indices[-1, -1] == -1 and np.array_equal(short.indices[:, :-1], previous.indices[:, :-1])
     with pytest.raises(ClusteringInputError, match="not datasets"):
         PreviousKnn.from_table(long.filter(pa.compute.not_equal(long["dataset_id"].cast(pa.string()), "x000")))
 

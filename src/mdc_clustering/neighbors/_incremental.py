@@ -11,18 +11,27 @@ datasets into the other lists they now enter:
    already held every other dataset), are searched against all current rows.
 3. *Insertions.* Each new or changed dataset ``q`` enters the list of a
    carried-over dataset ``j`` that was not searched when its similarity to
-   ``j`` is at least ``j``'s current ``k``-th similarity (any similarity
-   while ``j``'s list is shorter than ``k``), pushing out the last member.
+   ``j`` is at least that of ``j``'s last member (any similarity while a
+   list that held every other dataset is not full), pushing out the last
+   member of a full list.
 
 Why this is exact (method ``exact``, previous lists exact): the members a
 list kept in step 1 are the most similar carried-over datasets, and every
-carried-over dataset outside the list is at most as similar as its stored
-``k``-th member. So a list still holding ``k`` members after step 1 only
-needs the new and changed datasets that beat its ``k``-th member; a shorter
+carried-over dataset outside the list is at most as similar as its last
+stored member. So a list still holding ``k`` members after step 1 only
+needs the new and changed datasets that beat its last member; a shorter
 list does not know which carried-over dataset comes next and is searched
 again. The exact path finds every insertion: the new and changed rows are
 multiplied with all rows a block at a time (the same product gives their own
-lists), and each column is compared with that row's ``k``-th similarity.
+lists), and each column is compared with that row's last similarity.
+
+Slack: a removal empties a place in every list it was in (about ``k`` lists
+per departed dataset), and each such list costs a search. With ``slack``,
+the stored state keeps up to ``k + slack`` neighbours a dataset; a list that
+loses members keeps the rest (still its most similar datasets, so the same
+argument holds with fewer members) and is searched only once fewer than
+``k`` remain. Insertions refill it from the top. The result is always the
+first ``k`` of each list.
 
 Ties: lists are ordered by decreasing similarity, ties by row position in
 the current embeddings, as :func:`exact_knn` orders them. Similarities that
@@ -59,7 +68,7 @@ import pyarrow.compute as pc
 
 from ..embeddings import Embeddings, as_embeddings
 from ..errors import ClusteringInputError
-from ..validation import positive_int
+from ..validation import nonnegative_int, positive_int
 from ._common import KnnResult, normalize_rows, pair_similarities
 from ._exact import _BLOCK_VALUES, query_knn, top_k_of_block
 from ._hnsw import HnswParams, hnsw_knn
@@ -82,7 +91,10 @@ class PreviousKnn:
     indices
         ``int64`` ``(n_prev, w)``: row ``i`` lists the positions in ``ids`` of
         the neighbours of ``ids[i]``, by decreasing similarity (ties by
-        position), never ``i`` itself; ``w = min(k_prev, n_prev - 1)``.
+        position), never ``i`` itself; ``w = min(k_prev, n_prev - 1)``. A
+        list may be shorter (padded with ``-1`` at its end) when it is the
+        state of an update with ``slack``: its members are then still the
+        row's most similar datasets.
     similarities
         ``float32``, same shape: their cosine similarities.
     """
@@ -96,9 +108,9 @@ class PreviousKnn:
         """The lists of a long k-NN table, as :func:`knn_table` writes it.
 
         ``table`` needs ``dataset_id``, ``neighbor_id``, ``neighbor_rank``
-        (1 = most similar) and ``similarity``, the same number of rows for
-        every dataset, ranks ``1..w`` each once, and every neighbour among the
-        datasets.
+        (1 = most similar) and ``similarity``; each dataset's ranks run
+        ``1..m`` (``m`` may differ between datasets: a shorter list is padded
+        with ``-1``), and every neighbour is among the datasets.
         """
         for column in ("dataset_id", "neighbor_id", "neighbor_rank", "similarity"):
             if column not in table.column_names:
@@ -116,20 +128,15 @@ class PreviousKnn:
             )
         neighbor = neighbor.to_numpy(zero_copy_only=False).astype(np.int64)
         counts = np.bincount(row, minlength=n)
-        width = int(counts[0]) if n else 0
-        if np.any(counts != width):
-            raise ClusteringInputError(
-                f"previous k-NN table: datasets have between {counts.min()} and {counts.max()} neighbours; "
-                "every list must have the same length"
-            )
+        width = int(counts.max()) if n else 0
         rank = table.column("neighbor_rank").to_numpy().astype(np.int64) - 1
-        if np.any((rank < 0) | (rank >= width)):
-            raise ClusteringInputError(f"previous k-NN table: neighbor_rank must run from 1 to {width}")
+        if np.any((rank < 0) | (rank >= counts[row])):
+            raise ClusteringInputError("previous k-NN table: each dataset's neighbor_rank must run from 1 to its count")
         indices = np.full((n, width), -1, np.int64)
-        sims = np.zeros((n, width), np.float32)
+        sims = np.full((n, width), -np.inf, np.float32)
         indices[row, rank] = neighbor
         sims[row, rank] = table.column("similarity").to_numpy().astype(np.float32)
-        if np.any(indices < 0):
+        if np.any((indices < 0).sum(axis=1) != width - counts):
             raise ClusteringInputError("previous k-NN table: a dataset has a neighbor_rank twice")
         return cls(ids, indices, sims)
 
@@ -146,7 +153,9 @@ class KnnUpdateStats:
     list lost members; ``lists_entered``: carried-over datasets not searched
     whose list a new or changed dataset entered; ``lists_changed``: rows
     whose list differs from the previous one (see
-    :attr:`KnnUpdate.changed_rows`).
+    :attr:`KnnUpdate.changed_rows`); ``lists_partial``: rows whose state
+    list holds fewer than ``k + slack`` members (members lost and not
+    replaced; only with ``slack``).
     """
 
     previous_rows: int
@@ -158,6 +167,7 @@ class KnnUpdateStats:
     lists_refilled: int
     lists_entered: int
     lists_changed: int
+    lists_partial: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,6 +183,9 @@ class KnnUpdate:
         :class:`KnnResult` over the current rows: ``indices`` ``(n, min(k, n -
         1))`` positions in ``ids``, ``similarities``, and the search's
         provenance (for approximate methods, the index the searched rows used).
+    state
+        The lists to store for the next update: ``result`` itself, or with
+        ``slack`` up to ``k + slack`` members a row (fewer padded with -1).
     changed_rows
         ``int64`` ascending positions of the rows whose list (members, order or
         similarities) differs from the previous run's: new and changed
@@ -184,12 +197,9 @@ class KnnUpdate:
 
     ids: pa.Array
     result: KnnResult
+    state: PreviousKnn
     changed_rows: np.ndarray
     stats: KnnUpdateStats
-
-    def as_previous(self) -> PreviousKnn:
-        """These lists as the state of the next update."""
-        return PreviousKnn(self.ids, self.result.indices, self.result.similarities)
 
 
 @dataclass(frozen=True)
@@ -267,6 +277,7 @@ def update_knn(
     changed: pa.Array | Sequence[str] = (),
     method: str = "exact",
     params: IvfParams | HnswParams | None = None,
+    slack: int = 0,
     batch_rows: int | None = None,
     progress: Callable[..., None] | None = None,
 ) -> KnnUpdate:
@@ -294,6 +305,13 @@ def update_knn(
         ``exact``, ``ivf`` or ``hnsw`` (with ``params``, an
         :class:`IvfParams` or :class:`HnswParams`), as
         :func:`mdc_clustering.stages.neighbor_search.nearest_neighbors`.
+    slack
+        The state keeps up to ``k + slack`` neighbours a dataset (searched
+        rows get that many), so that a list can lose up to ``slack`` members
+        before it must be searched again. ``previous`` should come from a
+        search (or update) with the same width: a full search of ``k +
+        slack`` neighbours, its result kept as the state, its first ``k``
+        columns as the graph.
     batch_rows
         Exact: query rows per block product (default: a block of ~128 MiB).
     progress
@@ -302,16 +320,19 @@ def update_knn(
     Returns
     -------
     KnnUpdate
-        The lists (``result``), the rows whose list changed and the stats.
+        The lists (``result``, ``k`` a row), the state for the next update,
+        the rows whose list changed and the stats.
     """
     started = time.perf_counter()
     k = positive_int("k_neighbors", k)
+    slack = nonnegative_int("slack", slack)
     if method not in ("exact", "ivf", "hnsw"):
         raise ClusteringInputError(f"k-NN method must be 'exact', 'ivf' or 'hnsw' here, got {method!r}")
     emb = as_embeddings(current)
     x = emb.matrix if emb.normalized else normalize_rows(emb.matrix)
     n, d = x.shape
-    kk = max(0, min(k, n - 1))
+    kk = max(0, min(k, n - 1))  # the result's width
+    ww = max(0, min(k + slack, n - 1))  # the state's width
     ids = _strings(emb.ids)
     prev_ids = _strings(previous.ids)
     n_prev = len(prev_ids)
@@ -343,53 +364,58 @@ def update_knn(
     # Previous positions -> current positions of the datasets that stay in lists (-1: removed or changed).
     survives = prev_to_cur >= 0
     survives[survives] = ~dirty[prev_to_cur[survives]]
-    mapped = np.where(survives, prev_to_cur, -1)
-    exhaustive = width >= n_prev - 1  # every previous list held every other previous dataset
+    mapped = np.append(np.where(survives, prev_to_cur, -1), -1)  # [-1] (padding) maps to -1
 
     stay = np.flatnonzero(~dirty)  # carried-over rows, unchanged
     held = mapped[prev_indices[cur_to_prev[stay]]]  # their previous lists in current positions
     held_sims = prev_sims[cur_to_prev[stay]]
-    before = _fit(held, kk, -1)  # the previous lists as they were, for changed_rows
+    # a list that held every other previous dataset: all carried-over datasets are in it
+    exhaustive = (prev_indices[cur_to_prev[stay]] >= 0).sum(axis=1) >= n_prev - 1
+    before, before_sims = _fit(held, kk, -1), _fit(held_sims, kk, -np.inf)  # for changed_rows
     order = np.argsort(held < 0, axis=1, kind="stable")  # departed members to the end, order kept
-    held = _fit(np.take_along_axis(held, order, axis=1), kk, -1)
-    held_sims = _fit(np.take_along_axis(held_sims, order, axis=1), kk, -np.inf)
+    held = _fit(np.take_along_axis(held, order, axis=1), ww, -1)
+    held_sims = _fit(np.take_along_axis(held_sims, order, axis=1), ww, -np.inf)
     held_sims[held < 0] = -np.inf
-    short = (held < 0).any(axis=1) if kk else np.zeros(len(stay), bool)
-    refill = short & (not exhaustive)
+    refill = ((held[:, :kk] < 0).any(axis=1) if kk else np.zeros(len(stay), bool)) & ~exhaustive
     keep = stay[~refill]
 
-    indices = np.full((n, kk), -1, np.int64)
-    sims = np.full((n, kk), -np.inf, np.float32)
+    indices = np.full((n, ww), -1, np.int64)
+    sims = np.full((n, ww), -np.inf, np.float32)
     indices[keep], sims[keep] = held[~refill], held_sims[~refill]
+    is_open = np.zeros(n, bool)  # kept lists holding every carried-over dataset (take any insertion until full)
+    is_open[keep] = exhaustive[~refill]
     queries = np.sort(np.concatenate([np.flatnonzero(dirty), stay[refill]]))
     provenance = {"search_dims": d}
     if kk and len(queries):
-        # a row accepts an insertion at least as similar as its k-th member; +inf: not a kept row
+        # a kept row accepts an insertion at least as similar as its last member; +inf: not a kept row
         bound = np.full(n, np.inf, np.float32)
-        bound[keep] = _kth(indices[keep], sims[keep])
+        bound[keep] = _last(indices[keep], sims[keep], is_open[keep])
         if method == "exact":
-            _exact_pass(x, queries, dirty, kk, indices, sims, bound, batch_rows, progress)
+            _exact_pass(x, queries, dirty, ww, indices, sims, bound, is_open, batch_rows, progress)
         else:
-            provenance = _approximate_pass(x, queries, dirty, kk, indices, sims, bound, method, params, progress)
+            provenance = _approximate_pass(
+                x, queries, dirty, kk, ww, indices, sims, bound, is_open, method, params, progress
+            )
     np.clip(sims, -1.0, 1.0, out=sims)
     searched = len(queries)
-    still_short = np.flatnonzero((indices < 0).any(axis=1)) if kk else np.empty(0, np.int64)
+    still_short = np.flatnonzero((indices[:, :kk] < 0).any(axis=1)) if kk else np.empty(0, np.int64)
     if still_short.size:  # an approximate insertion missed rows a list without k members needed
         indices[still_short], sims[still_short] = query_knn(
-            x[still_short], x, kk, exclude=still_short, normalized=True
+            x[still_short], x, ww, exclude=still_short, normalized=True
         )
         searched += still_short.size
 
+    result = KnnResult(np.ascontiguousarray(indices[:, :kk]), np.ascontiguousarray(sims[:, :kk]), **provenance)
     changed_rows = np.flatnonzero(dirty)
     if len(stay):
-        differs = np.any(indices[stay] != before, axis=1) | np.any(sims[stay] != _fit(
-            prev_sims[cur_to_prev[stay]], kk, -np.inf), axis=1)
+        differs = np.any(result.indices[stay] != before, axis=1) | np.any(result.similarities[stay] != before_sims,
+                                                                             axis=1)
         changed_rows = np.union1d(changed_rows, stay[differs])
-    entered = int(np.any(dirty[np.maximum(indices[keep], 0)], axis=1).sum()) if kk and len(keep) else 0
+    entered = int(np.any(dirty[np.maximum(result.indices[keep], 0)], axis=1).sum()) if kk and len(keep) else 0
     stats = KnnUpdateStats(
         previous_rows=n_prev, current_rows=n, new=n_new, changed=n_changed, removed=n_removed,
         rows_searched=searched, lists_refilled=int(refill.sum()), lists_entered=entered,
-        lists_changed=len(changed_rows),
+        lists_changed=len(changed_rows), lists_partial=int((indices < 0).any(axis=1).sum()) if ww else 0,
     )
     if progress is not None:
         progress(
@@ -398,10 +424,10 @@ def update_knn(
             f"{len(changed_rows)} lists changed in {time.perf_counter() - started:.1f}s",
             final=True,
         )
-    return KnnUpdate(ids, KnnResult(indices, sims, **provenance), changed_rows, stats)
+    return KnnUpdate(ids, result, PreviousKnn(ids, indices, sims), changed_rows, stats)
 
 
-def _exact_pass(x, queries, dirty, kk, indices, sims, bound, batch_rows, progress):
+def _exact_pass(x, queries, dirty, ww, indices, sims, bound, is_open, batch_rows, progress):
     """Search ``queries`` exactly, one block product at a time; insert the dirty ones into the kept lists."""
     n = x.shape[0]
     if batch_rows is None:
@@ -411,36 +437,36 @@ def _exact_pass(x, queries, dirty, kk, indices, sims, bound, batch_rows, progres
         rows = queries[start : start + batch_rows]
         block = x[rows] @ x.T
         block[np.arange(len(rows)), rows] = -np.inf
-        indices[rows], sims[rows] = top_k_of_block(block, kk)
+        indices[rows], sims[rows] = top_k_of_block(block, ww)
         inserting = np.flatnonzero(dirty[rows])
         if inserting.size:
             candidates = block[inserting]
             which, owner = np.nonzero(candidates >= bound)
-            _insert(indices, sims, bound, owner, rows[inserting[which]], candidates[which, owner], kk)
+            _insert(indices, sims, bound, is_open, owner, rows[inserting[which]], candidates[which, owner])
         if progress is not None:
             progress(f"k-NN update: {start + len(rows)}/{len(queries)} rows searched "
                      f"({time.perf_counter() - started:.1f}s)")
 
 
-def _approximate_pass(x, queries, dirty, kk, indices, sims, bound, method, params, progress):
+def _approximate_pass(x, queries, dirty, kk, ww, indices, sims, bound, is_open, method, params, progress):
     """Search ``queries`` through an index over all rows; insert the dirty ones into their candidates' lists.
 
-    A dirty row's candidates: the kept rows among its ``kk`` found neighbours,
-    and the kept rows whose list holds one of those neighbours.
+    A dirty row's candidates: the kept rows among its ``kk`` nearest found
+    neighbours, and the kept rows whose list holds one of those neighbours.
     """
     n = x.shape[0]
     if method == "ivf":
-        found = ivf_knn(x, kk, params or IvfParams(), normalized=True, rows=queries, progress=progress)
+        found = ivf_knn(x, ww, params or IvfParams(), normalized=True, rows=queries, progress=progress)
     else:
-        found = hnsw_knn(x, kk, params or HnswParams(), normalized=True, rows=queries, progress=progress)
+        found = hnsw_knn(x, ww, params or HnswParams(), normalized=True, rows=queries, progress=progress)
     indices[queries], sims[queries] = found.indices, found.similarities
     inserting = queries[dirty[queries]]
-    near = found.indices[dirty[queries]]
+    near = found.indices[dirty[queries], :kk]
     if inserting.size:
         # which kept rows list each row (the kept lists, inverted: CSR over the listed row)
         kept = np.flatnonzero(np.isfinite(bound))
         listed = indices[kept].ravel()
-        owner = np.repeat(kept, kk)[listed >= 0]
+        owner = np.repeat(kept, ww)[listed >= 0]
         listed = listed[listed >= 0]
         by_listed = np.argsort(listed, kind="stable")
         listers, offsets = owner[by_listed], np.searchsorted(listed[by_listed], np.arange(n + 1))
@@ -451,7 +477,7 @@ def _approximate_pass(x, queries, dirty, kk, indices, sims, bound, method, param
             cand_sims = pair_similarities(x, rows, candidates)
             accepted = (candidates >= 0) & (cand_sims >= bound[np.maximum(candidates, 0)])
             which, col = np.nonzero(accepted)
-            _insert(indices, sims, bound, candidates[which, col], rows[which], cand_sims[which, col], kk)
+            _insert(indices, sims, bound, is_open, candidates[which, col], rows[which], cand_sims[which, col])
     return {"search_dims": found.search_dims, "nlist": found.nlist, "nprobe": found.nprobe,
             "pilot_recall": found.pilot_recall}
 
@@ -478,16 +504,17 @@ def _candidates(hop: np.ndarray, listers: np.ndarray, offsets: np.ndarray, n: in
     return out
 
 
-def _insert(indices, sims, bound, owner, member, similarity, kk):
-    """Merge candidate ``member``s into the lists of their ``owner`` rows: the ``kk`` best of each stay.
+def _insert(indices, sims, bound, is_open, owner, member, similarity):
+    """Merge candidate ``member``s into the lists of their ``owner`` rows: the best ``ww`` (the width) of each stay.
 
-    Order: decreasing similarity, ties by position. ``bound`` is raised to
-    each touched list's new ``kk``-th similarity.
+    Order: decreasing similarity, ties by position. ``bound`` is reset to
+    each touched list's last similarity (see :func:`_last`).
     """
     if owner.size == 0:
         return
+    ww = indices.shape[1]
     touched = np.unique(owner)
-    rows = np.concatenate([np.repeat(touched, kk), owner])
+    rows = np.concatenate([np.repeat(touched, ww), owner])
     cols = np.concatenate([indices[touched].ravel(), member])
     vals = np.concatenate([sims[touched].ravel(), similarity.astype(np.float32)])
     present = cols >= 0
@@ -495,18 +522,24 @@ def _insert(indices, sims, bound, owner, member, similarity, kk):
     order = np.lexsort((cols, -vals, rows))
     rows, cols, vals = rows[order], cols[order], vals[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
-    best = rank < kk
+    best = rank < ww
     indices[touched], sims[touched] = -1, -np.inf
     indices[rows[best], rank[best]] = cols[best]
     sims[rows[best], rank[best]] = vals[best]
-    bound[touched] = _kth(indices[touched], sims[touched])
+    bound[touched] = _last(indices[touched], sims[touched], is_open[touched])
 
 
-def _kth(indices: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """Each list's last (``k``-th) similarity, ``-inf`` for a list with fewer than ``k`` members."""
-    if indices.shape[1] == 0:
-        return np.full(indices.shape[0], np.inf, np.float32)
-    return np.where(indices[:, -1] >= 0, sims[:, -1], -np.inf).astype(np.float32)
+def _last(indices: np.ndarray, sims: np.ndarray, is_open: np.ndarray) -> np.ndarray:
+    """The similarity a list's new member must reach: its last member's.
+
+    A list that holds every carried-over dataset (``is_open``) takes any
+    member (``-inf``) until it is full. The members of a list form an exact
+    prefix of the row's ranking, so a dataset more similar than the last
+    member belongs in it, and one less similar is not known to.
+    """
+    count = (indices >= 0).sum(axis=1)
+    last = sims[np.arange(len(count)), np.maximum(count - 1, 0)]
+    return np.where((count == 0) | (is_open & (count < indices.shape[1])), -np.inf, last).astype(np.float32)
 
 
 def _fit(a: np.ndarray, width: int, fill) -> np.ndarray:
