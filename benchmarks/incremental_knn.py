@@ -18,7 +18,8 @@ Approximate methods run as the pipeline runs them: the pilot checks aim at
 Usage::
 
     .venv/bin/python benchmarks/incremental_knn.py [--n 100000] [--methods exact,ivf,hnsw]
-        [--new 0.01,0.05] [--removed 0.005] [--changed 0.0] [--k 30] [--sample 2000] [--workdir /tmp/incremental_knn]
+        [--new 0.01,0.05] [--removed 0.005] [--changed 0.0] [--k 30] [--slack 0] [--sample 2000]
+        [--workdir /tmp/incremental_knn]
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--removed", type=float, default=0.005, help="share of N removed")
     parser.add_argument("--changed", type=float, default=0.0, help="share of N whose embedding changes")
     parser.add_argument("--sample", type=int, default=2000, help="rows whose recall@k is measured")
+    parser.add_argument("--slack", type=int, default=0, help="update_knn's slack: the state keeps k + slack")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/incremental_knn"))
     args = parser.parse_args()
@@ -109,7 +111,8 @@ def main() -> None:
     print(f"commit {commit}; load average at start {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores")
     print(f"lowdim synthetic, d = {args.dim}, {default_clusters(pool)} clusters; previous N = {n:,}; k = {k}; "
           f"removed {n_removed:,}, changed {n_changed:,}; recall@{k} on {args.sample} rows vs exact; "
-          f"knn_min_recall {MIN_RECALL}")
+          f"knn_min_recall {MIN_RECALL}; slack {args.slack} (previous run and state: k + slack neighbours; "
+          f"the full search: k, as a build without state)")
     print()
     print("| method | new | current rows | full search | update | speed-up | rows searched | lists refilled "
           "| lists entered | lists changed | recall previous | recall full | recall update | insertions found |")
@@ -126,11 +129,11 @@ def main() -> None:
     moved = np.sort(rng.choice(left, n_changed, replace=False))  # previous positions whose embedding changes
     for method in args.methods.split(","):
         started = time.perf_counter()
-        before = full_search(method, prev_x, k)
+        before = full_search(method, prev_x, k + args.slack)
         t_previous = time.perf_counter() - started
         previous = PreviousKnn(prev_ids, before.indices, before.similarities)
         sample = np.sort(rng.choice(n, min(args.sample, n), replace=False))
-        recall_previous = knn_recall(prev_x, sample, before.indices[sample], normalized=True)
+        recall_previous = knn_recall(prev_x, sample, before.indices[sample, :k], normalized=True)
         print(f"<!-- {method}: previous full search {t_previous:.1f}s -->", flush=True)
         for share in shares:
             new = arriving[: round(share * n)]
@@ -147,7 +150,9 @@ def main() -> None:
             full = full_search(method, x, k)
             t_full = time.perf_counter() - started
             started = time.perf_counter()
-            update = update_knn(previous, current, k, changed=changed, method=method, params=params(method))
+            update = update_knn(
+                previous, current, k, changed=changed, method=method, params=params(method), slack=args.slack
+            )
             t_update = time.perf_counter() - started
 
             check = np.sort(rng.choice(len(rows), min(args.sample, len(rows)), replace=False))
