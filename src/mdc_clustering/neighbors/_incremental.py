@@ -49,11 +49,11 @@ neighbours (the stored graph read backwards: a list that ``q`` should enter
 usually holds ``q``'s nearest datasets already). ``q`` is missed in a list
 whose owner is neither. The forward neighbours alone are a poor candidate
 set: ``q`` belongs in many lists of datasets that are not among its own
-nearest (on clustered synthetic data they found about half of the
-insertions, the backward lists nearly all; ``benchmarks/incremental_knn.py``
-measures the updated graph's recall@k). The lists not searched keep their
-previous members, so the updated graph's recall follows the previous
-graph's.
+nearest (a dataset at the edge of a cluster lists datasets whose own nearest
+lie inside it). ``benchmarks/incremental_knn.py`` measures the share of
+insertions found and the updated graph's recall@k. The lists not searched
+keep their previous members, so the updated graph's recall follows the
+previous graph's.
 """
 
 from __future__ import annotations
