@@ -3,7 +3,10 @@
 - exact (:mod:`._exact`): :func:`exact_knn`, :func:`query_knn`, in bounded memory;
 - IVF (:mod:`._ivf`): :func:`ivf_knn` with :class:`IvfParams`;
 - HNSW (:mod:`._hnsw`): :func:`hnsw_knn` with :class:`HnswParams`;
-- recall (:mod:`._recall`): :func:`knn_recall` and its parts, against exact search.
+- recall (:mod:`._recall`): :func:`knn_recall` and its parts, against exact search;
+- incremental (:mod:`._incremental`): :func:`update_knn` updates a previous
+  run's lists (:class:`PreviousKnn`) for new, changed and removed datasets;
+  :func:`decide_full_run` says when a full search should run instead.
 
 The approximate backends return a :class:`KnnResult`: the neighbours and how
 they were searched. :func:`knn_settings` picks the backend from the dbt vars;
@@ -13,16 +16,31 @@ they were searched. :func:`knn_settings` picks the backend from the dbt vars;
 from ._common import KnnResult, knn_table, normalize_rows, pair_similarities
 from ._exact import exact_knn, query_knn
 from ._hnsw import HnswParams, hnsw_knn
+from ._incremental import (
+    INCREMENTAL_MAX_CHANGE_SHARE,
+    FullRunDecision,
+    KnnUpdate,
+    KnnUpdateStats,
+    PreviousKnn,
+    decide_full_run,
+    update_knn,
+)
 from ._ivf import IvfParams, ivf_knn
 from ._recall import distinct_others, knn_recall, recall_from_kth, streamed_kth_similarity
 from ._settings import KNN_METHODS, choose_knn_method, knn_settings
 
 __all__ = [
+    "INCREMENTAL_MAX_CHANGE_SHARE",
     "KNN_METHODS",
+    "FullRunDecision",
     "HnswParams",
     "IvfParams",
     "KnnResult",
+    "KnnUpdate",
+    "KnnUpdateStats",
+    "PreviousKnn",
     "choose_knn_method",
+    "decide_full_run",
     "distinct_others",
     "exact_knn",
     "hnsw_knn",
@@ -35,4 +53,5 @@ __all__ = [
     "query_knn",
     "recall_from_kth",
     "streamed_kth_similarity",
+    "update_knn",
 ]

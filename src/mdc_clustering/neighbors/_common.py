@@ -66,15 +66,21 @@ def rerank(index, keys: np.ndarray, x: np.ndarray, rows: np.ndarray, n_candidate
 
 
 def search_rows(index, keys: np.ndarray, x: np.ndarray, order: np.ndarray, n_candidates: int, k: int, *,
-                progress=None, label: str = "search") -> tuple[np.ndarray, np.ndarray]:
-    """Every row's :func:`rerank` result, searched :data:`CHUNK` rows at a time in ``order``."""
-    n = x.shape[0]
+                rows: np.ndarray | None = None, progress=None, label: str = "search") -> tuple[np.ndarray, np.ndarray]:
+    """The :func:`rerank` result of each of ``rows`` (default: every row), :data:`CHUNK` rows at a time.
+
+    Output row ``i`` belongs to ``rows[i]``; ``order`` is the order the
+    output rows are searched in (a permutation of ``range(len(rows))``).
+    """
+    if rows is None:
+        rows = np.arange(x.shape[0])
+    n = len(rows)
     indices = np.empty((n, k), np.int64)
     sims = np.empty((n, k), np.float32)
     searched = time.perf_counter()
     for start in range(0, n, CHUNK):
-        rows = order[start : start + CHUNK]
-        indices[rows], sims[rows] = rerank(index, keys, x, rows, n_candidates, k)
+        out = order[start : start + CHUNK]
+        indices[out], sims[out] = rerank(index, keys, x, rows[out], n_candidates, k)
         if progress is not None:
             progress(f"{label}: {min(n, start + CHUNK)}/{n} rows ({time.perf_counter() - searched:.1f}s)")
     return indices, sims

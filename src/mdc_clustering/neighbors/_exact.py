@@ -106,24 +106,37 @@ def query_knn(
         if has_exclusions:
             rows = np.flatnonzero(exclude[start:stop] >= 0)
             block[rows, exclude[start:stop][rows]] = -np.inf
-        # The k_eff largest of each row; an excluded -inf always stays below them.
-        part = np.argpartition(block, n - k_eff, axis=1)[:, n - k_eff :]
-        part_sims = np.take_along_axis(block, part, axis=1)
-        order = np.lexsort((part, -part_sims), axis=1)
-        indices[start:stop] = np.take_along_axis(part, order, axis=1)
-        sims[start:stop] = np.take_along_axis(part_sims, order, axis=1)
+        # an excluded -inf always stays below the k_eff largest
+        indices[start:stop], sims[start:stop] = top_k_of_block(block, k_eff)
         if progress is not None:
             progress(f"{stop}/{n_q} rows searched ({time.perf_counter() - started:.1f}s)")
     np.clip(sims, -1.0, 1.0, out=sims)
     return indices, sims
 
 
-def fill_short_rows(x, indices, sims, k_eff, progress):
-    """Search exactly the rows an index returned fewer than ``k_eff`` neighbours for; clip similarities."""
+def top_k_of_block(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest entries of each row of ``block`` ``(b, n)``: their columns and values, largest first.
+
+    Equal values are ordered by column; at the ``k``-th place itself, which of
+    several equal values is kept is not specified (``argpartition``).
+    """
+    n = block.shape[1]
+    part = np.argpartition(block, n - k, axis=1)[:, n - k :]
+    part_sims = np.take_along_axis(block, part, axis=1)
+    order = np.lexsort((part, -part_sims), axis=1)
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_sims, order, axis=1)
+
+
+def fill_short_rows(x, indices, sims, k_eff, progress, rows=None):
+    """Search exactly the rows an index returned fewer than ``k_eff`` neighbours for; clip similarities.
+
+    Row ``i`` of ``indices`` belongs to ``rows[i]`` (default: row ``i`` of ``x``).
+    """
     indices[~np.isfinite(sims)] = -1
     short = np.flatnonzero((indices < 0).any(axis=1))
     if short.size:  # the index could not reach k neighbours for these rows: search them exactly
-        indices[short], sims[short] = query_knn(x[short], x, k_eff, exclude=short, normalized=True)
+        own = short if rows is None else rows[short]
+        indices[short], sims[short] = query_knn(x[own], x, k_eff, exclude=own, normalized=True)
         if progress is not None:
             progress(f"{short.size} rows with fewer than {k_eff} neighbours from the index searched exactly",
                      final=True)

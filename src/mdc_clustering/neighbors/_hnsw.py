@@ -63,6 +63,7 @@ def hnsw_knn(
     params: HnswParams | None = None,
     *,
     normalized: bool = False,
+    rows: np.ndarray | None = None,
     progress: Callable[..., None] | None = None,
 ) -> KnnResult:
     """Approximate cosine k-nearest neighbours of every row among the rows, itself excluded.
@@ -89,12 +90,16 @@ def hnsw_knn(
     ----------
     normalized
         ``vectors`` already has unit-length float32 rows (no copy is made).
+    rows
+        Optional ``int64`` row positions: the index holds every row, but only
+        these rows are searched (for an incremental update); default all.
 
     Returns
     -------
     KnnResult
         ``indices`` and ``similarities`` as :func:`exact_knn`'s (``(n,
-        min(k, n - 1))``, by decreasing similarity, ties by index);
+        min(k, n - 1))``, by decreasing similarity, ties by index; with
+        ``rows``, one row per entry of ``rows``, in its order);
         ``search_dims`` (the dimension the index compared rows in) and
         ``pilot_recall`` (the projected index's recall@k on the pilot
         sample; None when not checked).
@@ -104,8 +109,10 @@ def hnsw_knn(
     params = params or HnswParams()
     x, k_eff = unit_rows_and_k(vectors, k, normalized)
     n, d = x.shape
+    rows = None if rows is None else np.asarray(rows, dtype=np.int64)
     if k_eff == 0:
-        return KnnResult(np.empty((n, 0), np.int64), np.empty((n, 0), np.float32), search_dims=d)
+        m = n if rows is None else len(rows)
+        return KnnResult(np.empty((m, 0), np.int64), np.empty((m, 0), np.float32), search_dims=d)
     started = time.perf_counter()
     pilot_recall = None
 
@@ -147,8 +154,9 @@ def hnsw_knn(
         index.hnsw.efSearch = max(params.ef_search, n_candidates)
         keys = x
     search_dims = keys.shape[1]
-    indices, sims = search_rows(index, keys, x, np.arange(n), n_candidates, k_eff, progress=progress,
-                                label="HNSW search")
+    searched = n if rows is None else len(rows)
+    indices, sims = search_rows(index, keys, x, np.arange(searched), n_candidates, k_eff, rows=rows,
+                                progress=progress, label="HNSW search")
     del index, keys
-    indices, sims = fill_short_rows(x, indices, sims, k_eff, progress)
+    indices, sims = fill_short_rows(x, indices, sims, k_eff, progress, rows)
     return KnnResult(indices, sims, search_dims=search_dims, pilot_recall=pilot_recall)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..validation import optional_positive_int, positive_int, unit_interval
 from ._common import CHUNK, KnnResult, best_by_cosine, pca_basis, project, rerank, search_rows, unit_rows_and_k
-from ._exact import exact_knn, fill_short_rows
+from ._exact import exact_knn, fill_short_rows, query_knn
 from ._recall import distinct_others, recall_from_kth
 
 # Rows of the IVF pilot recall checks.
@@ -67,6 +67,7 @@ def ivf_knn(
     params: IvfParams | None = None,
     *,
     normalized: bool = False,
+    rows: np.ndarray | None = None,
     progress: Callable[..., None] | None = None,
 ) -> KnnResult:
     """Approximate cosine k-nearest neighbours of every row among the rows, itself excluded.
@@ -109,12 +110,16 @@ def ivf_knn(
     ----------
     normalized
         ``vectors`` already has unit-length float32 rows (no copy is made).
+    rows
+        Optional ``int64`` row positions: the index holds every row, but only
+        these rows are searched (for an incremental update); default all.
 
     Returns
     -------
     KnnResult
         ``indices`` and ``similarities`` as :func:`exact_knn`'s (``(n,
-        min(k, n - 1))``, by decreasing similarity, ties by index);
+        min(k, n - 1))``, by decreasing similarity, ties by index; with
+        ``rows``, one row per entry of ``rows``, in its order);
         ``search_dims`` (the dimension the index compared rows in, after the
         pilot), ``nlist``, ``nprobe`` (the value searched with, after the
         pilot) and ``pilot_recall`` (recall@k on the pilot rows at that
@@ -126,8 +131,11 @@ def ivf_knn(
     params = params or IvfParams()
     x, k_eff = unit_rows_and_k(vectors, k, normalized)
     n, d = x.shape
+    rows = None if rows is None else np.asarray(rows, dtype=np.int64)
     if n < IVF_MIN_ROWS:  # too few rows to train cells and codes on; the exact search costs nothing here
-        return KnnResult(*exact_knn(x, k, normalized=True), search_dims=d)
+        if rows is None:
+            return KnnResult(*exact_knn(x, k, normalized=True), search_dims=d)
+        return KnnResult(*query_knn(x[rows], x, k_eff, exclude=rows, normalized=True), search_dims=d)
     started = time.perf_counter()
     n_candidates = min(n, k_eff + 1 + max(10, k_eff // 2))
     checked = params.min_recall is not None and n > IVF_PILOT_ROWS
@@ -174,7 +182,7 @@ def ivf_knn(
     index.k_factor = _IVF_REFINE_FACTOR
     for start in range(0, n, CHUNK):
         index.add(keys[start : start + CHUNK])
-    _, cell = quantizer.search(keys, 1)
+    _, cell = quantizer.search(keys if rows is None else np.ascontiguousarray(keys[rows]), 1)
     order = np.argsort(cell.ravel(), kind="stable")  # queries of one cell scan the same cells
     del cell, train
     if progress is not None:
@@ -197,8 +205,8 @@ def ivf_knn(
             nprobe = min(most, (3 * nprobe + 1) // 2)
             coarse.nprobe = nprobe
     pilot_recall = recall if checked else None
-    indices, sims = search_rows(index, keys, x, order, n_candidates, k_eff, progress=progress,
+    indices, sims = search_rows(index, keys, x, order, n_candidates, k_eff, rows=rows, progress=progress,
                                 label=f"IVF search (nprobe {nprobe})")
     del index, coarse, quantizer, keys
-    indices, sims = fill_short_rows(x, indices, sims, k_eff, progress)
+    indices, sims = fill_short_rows(x, indices, sims, k_eff, progress, rows)
     return KnnResult(indices, sims, search_dims=search_dims, nlist=nlist, nprobe=nprobe, pilot_recall=pilot_recall)
