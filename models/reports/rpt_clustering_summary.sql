@@ -221,6 +221,14 @@ summary as (
             )
             from embeddings
         ) as pull,
+        (
+            select struct_pack(
+                path := any_value(neighbors.knn_path),
+                reason := any_value(neighbors.knn_reason),
+                lists_changed := count(distinct neighbors.dataset_id) filter (where neighbors.list_changed)
+            )
+            from {{ ref('int_dataset_neighbors_searched') }} as neighbors
+        ) as knn_update,
         struct_pack(
             method := knn.knn_method,
             ivf_pca_dims := knn.ivf_pca_dims,

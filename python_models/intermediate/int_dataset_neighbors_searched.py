@@ -1,23 +1,40 @@
-"""k-nearest neighbours (cosine) of every embedded dataset: exact, or approximate (IVF, HNSW) for large N."""
+"""k-nearest neighbours (cosine) of every embedded dataset: exact, or approximate (IVF, HNSW) for large N.
+
+A re-run updates the last run's lists (clustering_state.knn_state) for the new, changed and removed
+datasets instead of searching every dataset (mdc_clustering.stages.neighbor_search.updated_neighbors);
+the model knn_state keeps this run's lists for the next.
+"""
 
 from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress
 from mdc_clustering.settings import run_settings
-from mdc_clustering.tables import nearest_neighbors
+from mdc_clustering.stages.neighbor_search import updated_neighbors
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
     run = dbt.source("clustering_state", "run_settings")
     embeddings = dbt.ref("stg_chroma__embeddings")
-    knn = run_settings(run).knn
+    settings = run_settings(run)
+    knn, reruns = settings.knn, settings.reruns
+    [(state_exists,)] = session.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'clustering_state' and table_name = 'knn_state'"
+    ).fetchall()
+    state = None
+    if state_exists and reruns.incremental:
+        stored = dbt.source("clustering_state", "knn_state")
+        state = stored.to_arrow_table()
     unit_rows = read_embeddings(embeddings, normalize=True)
     method, params = knn_settings(len(unit_rows), **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
-    return nearest_neighbors(
-        unit_rows,
+    return updated_neighbors(
+        embeddings.select("dataset_id, embedding, embedding_hash").to_arrow_table(),
         knn.k_neighbors,
         method=method,
         params=params,
+        state=state,
+        incremental=reruns.incremental,
+        max_change_share=reruns.incremental_max_change_share,
         progress=dbt_progress("int_dataset_neighbors_searched"),
     )

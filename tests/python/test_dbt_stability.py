@@ -55,6 +55,43 @@ def test_most_labels_survive_five_percent_growth(grown):
           f"merged {report['labels']['merged']}")
 
 
+def test_the_rerun_updated_the_stored_knn_lists_to_what_a_full_search_gives(grown):
+    """The +5% build read 115 embeddings from Chroma and updated the stored k-NN lists: equal to brute force."""
+    import numpy as np
+
+    wh, _, _, _ = grown
+    report = wh.report
+    assert (report["pull"]["path"], report["pull"]["read_from_chroma"]) == ("incremental", 115)
+    assert report["knn_update"]["path"] == "incremental"
+    assert report["knn_update"]["reason"].startswith("incremental update: 5.0% of datasets touched (115 new")
+    ids = [d for (d,) in wh.query("select dataset_id from clustering.stg_chroma__embeddings order by dataset_id")]
+    x = np.asarray([e for (e,) in wh.query("select embedding from clustering.stg_chroma__embeddings "
+                                            "order by dataset_id")], np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    k = 30
+    best = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    got = {}
+    for dataset_id, neighbor_id, similarity in wh.query(
+            "select dataset_id, neighbor_id, similarity from clustering.int_dataset_neighbors_searched"):
+        got.setdefault(dataset_id, {})[neighbor_id] = similarity
+    at = {d: i for i, d in enumerate(ids)}
+    mismatched = 0
+    for i, dataset_id in enumerate(ids):
+        want = {ids[j] for j in best[i]}
+        if set(got[dataset_id]) != want:  # allowed only for a tie at the k-th place (rounding)
+            kth = sims[i, best[i, -1]]
+            assert all(abs(sims[i, at[n]] - kth) < 1e-6 for n in set(got[dataset_id]) ^ want), dataset_id
+            mismatched += 1
+        for neighbor_id, similarity in got[dataset_id].items():
+            assert similarity == pytest.approx(sims[i, at[neighbor_id]], abs=1e-5)
+    assert mismatched <= 2
+    # the stored state holds this run's lists
+    assert wh.query("select count(*), count(distinct dataset_id) from clustering_state.knn_state") == [
+        (len(ids) * k, len(ids))]
+
+
 def test_registry_never_reuses_a_label(grown):
     wh, _, _, registry_before = grown
     rows = wh.query("select label, label_number, status, created_run_id from clustering_state.cluster_label_registry")
@@ -98,6 +135,8 @@ def test_full_refresh_keeps_the_state_and_every_run_is_in_the_history(grown):
     # the third run read from Chroma only the five datasets whose text changed
     assert wh.report["pull"]["path"] == "incremental"
     assert (wh.report["pull"]["read_from_chroma"], wh.report["pull"]["from_cache"]) == (5, 2293 - 5)
+    # the same embeddings: the stored k-NN lists are reused whole, none changed
+    assert (wh.report["knn_update"]["path"], wh.report["knn_update"]["lists_changed"]) == ("incremental", 0)
     # three builds, three rows, oldest first: 95% of the sample, then all of it (115 new read), then 5 re-read
     history = wh.query(
         "select pull_path, n_datasets, n_clusters, labels_kept, step_seconds from clustering_state.run_history "

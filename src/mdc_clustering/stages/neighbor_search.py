@@ -104,3 +104,107 @@ def reference_neighbors(
             final=True,
         )
     return table
+
+
+def knn_fingerprint(k: int, method: str, params, dim: int) -> str:
+    """What a stored k-NN list depends on besides the embeddings: equal fingerprints = reusable lists."""
+    import dataclasses
+    import hashlib
+    import json
+
+    described = {"k": int(k), "method": method, "dim": int(dim),
+                 "params": dataclasses.asdict(params) if params is not None else None}
+    return hashlib.md5(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def updated_neighbors(
+    embeddings: pa.Table,
+    k: int,
+    *,
+    method: str = "exact",
+    params: IvfParams | HnswParams | None = None,
+    state: pa.Table | None = None,
+    incremental: bool = True,
+    max_change_share: float = 0.2,
+    progress: Progress = None,
+) -> pa.Table:
+    """:func:`nearest_neighbors`, updated from the last run's lists where it can be (issue #17's re-run path).
+
+    Parameters
+    ----------
+    embeddings
+        ``dataset_id``, ``embedding`` and ``embedding_hash`` (the pull's
+        fingerprint of each embedding; see
+        :func:`mdc_clustering.stages.pull.embedding_hashes`).
+    state
+        The last run's ``clustering_state.knn_state`` (None before any):
+        :func:`nearest_neighbors`'s ``dataset_id``, ``neighbor_id``,
+        ``neighbor_rank``, ``similarity``, plus the owner's
+        ``embedding_hash`` and ``knn_fingerprint`` (:func:`knn_fingerprint`).
+
+    The update (:func:`mdc_clustering.neighbors.update_knn`) runs when the
+    state's fingerprint equals this run's and the new, changed (embedding
+    hash differs) and removed datasets are at most ``max_change_share`` of
+    all (:func:`mdc_clustering.neighbors.decide_full_run`); otherwise every
+    dataset is searched.
+
+    Returns
+    -------
+    pyarrow.Table
+        :func:`nearest_neighbors`'s columns, plus ``embedding_hash`` (the
+        owner's), ``list_changed`` (bool: the dataset's list differs from the
+        stored one, or every row on the full path) and, the same on every
+        row, ``knn_path`` ('incremental' or 'full'), ``knn_reason`` and
+        ``knn_fingerprint``.
+    """
+    from ..neighbors import PreviousKnn, decide_full_run, update_knn
+
+    emb = as_embeddings(embeddings)
+    fingerprint = knn_fingerprint(k, method, params, emb.matrix.shape[1])
+    hashes = pc.index_in(emb.ids, value_set=embeddings.column("dataset_id"))  # Embeddings sorts by id
+    own_hash = embeddings.column("embedding_hash").take(hashes)
+    path, reason, update = "full", "incremental is off", None
+    if incremental:
+        if state is None or state.num_rows == 0:
+            reason = "full search: no k-NN lists stored by an earlier run"
+        elif pc.unique(state.column("knn_fingerprint")).to_pylist() != [fingerprint]:
+            reason = "full search: the k-NN settings (k, method, parameters) or the dimension changed"
+        else:
+            owners = state.group_by("dataset_id").aggregate([("embedding_hash", "min")])
+            stored = dict(zip(owners.column("dataset_id").to_pylist(), owners.column("embedding_hash_min").to_pylist(),
+                              strict=True))
+            current = dict(zip(emb.ids.to_pylist(), own_hash.to_pylist(), strict=True))
+            changed = [i for i, h in current.items() if i in stored and stored[i] != h]
+            new = sum(1 for i in current if i not in stored)
+            removed = sum(1 for i in stored if i not in current)
+            previous = PreviousKnn.from_table(state)
+            decision = decide_full_run(len(stored), new, len(changed), removed, max_change_share=max_change_share,
+                                       k=k, previous_width=previous.indices.shape[1])
+            reason = decision.reason
+            if not decision.full:
+                path = "incremental"
+                update = update_knn(previous, emb, k, changed=changed, method=method, params=params,
+                                    progress=progress)
+    if update is None:
+        table = nearest_neighbors(emb, k, method=method, params=params, progress=progress)
+        changed_rows = None
+    else:
+        found = update.result
+        table = knn_table(update.ids, found.indices, found.similarities)
+        rows = table.num_rows
+        for name, value, arrow_type in (
+            ("search_dims", found.search_dims, pa.int16()),
+            ("ivf_nlist", found.nlist, pa.int32()),
+            ("ivf_nprobe", found.nprobe, pa.int32()),
+        ):
+            table = table.append_column(name, constant_column(value, arrow_type, rows))
+        changed_rows = update.changed_rows
+    rows = table.num_rows
+    width = rows // max(len(emb), 1)
+    owner = np.repeat(np.arange(len(emb)), width)
+    flags = np.ones(len(emb), bool) if changed_rows is None else np.isin(np.arange(len(emb)), changed_rows)
+    return (table.append_column("embedding_hash", own_hash.take(pa.array(owner)))
+            .append_column("list_changed", pa.array(flags[owner]))
+            .append_column("knn_path", constant_column(path, pa.string(), rows))
+            .append_column("knn_reason", constant_column(reason, pa.string(), rows))
+            .append_column("knn_fingerprint", constant_column(fingerprint, pa.string(), rows)))
