@@ -45,7 +45,9 @@ def model(dbt, session):
         "dataset_id, array_to_string(list_slice(string_split("
         "regexp_replace(trim(coalesce(text, '')), '\\s+', ' ', 'g'), ' '), 1, 14), ' ') as first_words"
     ).to_arrow_table()
-    cluster_table = clusters.select("cluster, size, top_terms, exemplar_ids, exemplar_texts").to_arrow_table()
+    cluster_table = clusters.select(
+        "cluster, size, top_terms, exemplar_ids, exemplar_texts, display_name"
+    ).to_arrow_table()
     return write_figures(
         histogram, threshold.to_arrow_table(), members, read_embeddings(drawn_embeddings), report_dir,
         clusters=cluster_table, texts=texts, title=f"Clusters of {report_dir.rstrip('/').split('/')[-1]}",

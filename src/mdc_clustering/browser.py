@@ -98,7 +98,8 @@ def write_browser(
     clusters
         One row per cluster, every cluster of the run (drawn or not):
         ``cluster``, ``size``, and optionally ``top_terms`` (list),
-        ``exemplar_ids`` and ``exemplar_texts`` (lists). Listed largest first.
+        ``exemplar_ids`` and ``exemplar_texts`` (lists) and ``display_name``
+        (the name a person gave the label). Listed largest first.
     n_datasets
         Datasets in the run (default: the rows of ``points``); the page says
         how many of them are drawn.
@@ -123,9 +124,11 @@ def write_browser(
     if not np.isfinite(xy).all():
         raise ValueError("the layout holds NaN or infinite coordinates")
 
+    names = (_column(clusters, "display_name") if "display_name" in clusters.column_names
+             else [None] * clusters.num_rows)
     rows = sorted(
         zip(_column(clusters, "cluster"), _column(clusters, "size"), _column(clusters, "top_terms"),
-            _column(clusters, "exemplar_ids"), _column(clusters, "exemplar_texts"), strict=True),
+            _column(clusters, "exemplar_ids"), _column(clusters, "exemplar_texts"), names, strict=True),
         key=lambda r: (-int(r[1] or 0), str(r[0])),
     )
     colours = cluster_colours(len(rows))
@@ -138,6 +141,7 @@ def write_browser(
     cluster_list = [
         {
             "label": label,
+            "name": name or "",
             "size": int(size or 0),
             "drawn": drawn[i],
             "terms": list(terms or []),
@@ -145,7 +149,7 @@ def write_browser(
                                                        strict=False)],
             "colour": colours[i],
         }
-        for i, (label, size, terms, ex_ids, ex_texts) in enumerate(rows)
+        for i, (label, size, terms, ex_ids, ex_texts, name) in enumerate(rows)
     ]
     if unclustered is None:
         un_ids = [i for i, c in zip(ids, labels, strict=True) if c is None]

@@ -72,6 +72,7 @@ def _synthetic_browser(path, *, n_per=60, k=5, unclustered=7):
         "top_terms": [[f"topic{c}", "thing"] for c in range(k)] + [["rare"]],
         "exemplar_ids": [[ids[c * n_per]] for c in range(k)] + [[]],
         "exemplar_texts": [[words[c * n_per]] for c in range(k)] + [[]],
+        "display_name": [None, "named by hand"] + [None] * (k - 1),  # mdc_rename_label's name
     })
     unclustered_table = pa.table({"dataset_id": ids[n_per * k :], "unclustered_reason": ["no_edge"] * unclustered})
     return write_browser(points, table, path, n_datasets=n + 1, unclustered=unclustered_table, title="Synthetic",
@@ -92,6 +93,7 @@ def test_browser_renders_lists_and_finds_offline(synthetic_page):
     assert seen["unclustered_listed"] == 7
     assert seen["found_id"] == ids[123] and seen["found"] == f"Found {ids[123]}"
     assert "307 of 308 datasets drawn" in seen["note"] and "6 clusters" in seen["summary"]
+    assert path.read_text().count("named by hand") == 1  # the one given name, in the page's data
 
 
 def test_browser_word_search_and_cluster_click(synthetic_page):
