@@ -7,7 +7,7 @@ the model knn_state keeps this run's lists for the next.
 
 from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.knn import knn_settings
-from mdc_clustering.progress import dbt_progress
+from mdc_clustering.progress import dbt_progress, state_table_exists
 from mdc_clustering.settings import run_settings
 from mdc_clustering.stages.neighbor_search import updated_neighbors
 
@@ -18,10 +18,7 @@ def model(dbt, session):
     embeddings = dbt.ref("stg_chroma__embeddings")
     settings = run_settings(run)
     knn, reruns = settings.knn, settings.reruns
-    [(state_exists,)] = session.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'clustering_state' and table_name = 'knn_state'"
-    ).fetchall()
+    state_exists = state_table_exists(session, "knn_state")
     state = None
     if state_exists and reruns.incremental:
         stored = dbt.source("clustering_state", "knn_state")

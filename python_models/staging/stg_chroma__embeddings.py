@@ -9,7 +9,7 @@ from Chroma only new datasets and those whose text changed
 for the next run.
 """
 
-from mdc_clustering.progress import dbt_progress
+from mdc_clustering.progress import dbt_progress, state_table_exists
 from mdc_clustering.settings import run_settings
 from mdc_clustering.stages.pull import pull_embeddings
 
@@ -25,10 +25,7 @@ def model(dbt, session):
     [(chroma_path, chroma_collection)] = collections.filter("collection_role = 'clustered'").select(
         "chroma_path, collection_name"
     ).fetchall()
-    [(cache_exists,)] = session.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'clustering_state' and table_name = 'embedding_cache'"
-    ).fetchall()
+    cache_exists = state_table_exists(session, "embedding_cache")
     cached = None
     if cache_exists and reruns.incremental:
         cache = dbt.source("clustering_state", "embedding_cache")

@@ -39,3 +39,15 @@ def dbt_progress(step: str, *, every_seconds: float = 10.0) -> Callable[..., Non
             _emit(f"{step}: {message}")
 
     return report
+
+
+def state_table_exists(session, name: str) -> bool:
+    """Whether ``clustering_state.<name>`` exists yet (a state table is absent before its first run).
+
+    A dbt Python model asks before calling ``dbt.source`` on it (which fails on a missing table).
+    """
+    [(found,)] = session.execute(
+        "select count(*) from information_schema.tables where table_schema = 'clustering_state' and table_name = ?",
+        [name],
+    ).fetchall()
+    return bool(found)

@@ -47,7 +47,20 @@ def nearest_neighbors(
         found = KnnResult(indices, sims, search_dims=emb.matrix.shape[1])
     else:
         raise ClusteringInputError(f"k-NN method must be 'exact', 'ivf' or 'hnsw' here, got {method!r}")
-    table = knn_table(emb.ids, found.indices, found.similarities)
+    table = _searched_table(emb.ids, found)
+    rows = table.num_rows
+    if progress is not None:
+        progress(
+            f"{rows} neighbour rows ({len(emb)} datasets x {found.indices.shape[1]}, {method}, "
+            f"{found.search_dims} dims) in {time.perf_counter() - started:.1f}s",
+            final=True,
+        )
+    return table
+
+
+def _searched_table(ids: pa.Array, found: KnnResult) -> pa.Table:
+    """:func:`knn_table` of a search, with how it searched (the same on every row)."""
+    table = knn_table(ids, found.indices, found.similarities)
     rows = table.num_rows
     for name, value, arrow_type in (
         ("search_dims", found.search_dims, pa.int16()),
@@ -55,12 +68,6 @@ def nearest_neighbors(
         ("ivf_nprobe", found.nprobe, pa.int32()),
     ):
         table = table.append_column(name, constant_column(value, arrow_type, rows))
-    if progress is not None:
-        progress(
-            f"{rows} neighbour rows ({len(emb)} datasets x {found.indices.shape[1]}, {method}, "
-            f"{found.search_dims} dims) in {time.perf_counter() - started:.1f}s",
-            final=True,
-        )
     return table
 
 
@@ -189,15 +196,7 @@ def updated_neighbors(
         table = nearest_neighbors(emb, k, method=method, params=params, progress=progress)
         changed_rows = None
     else:
-        found = update.result
-        table = knn_table(update.ids, found.indices, found.similarities)
-        rows = table.num_rows
-        for name, value, arrow_type in (
-            ("search_dims", found.search_dims, pa.int16()),
-            ("ivf_nlist", found.nlist, pa.int32()),
-            ("ivf_nprobe", found.nprobe, pa.int32()),
-        ):
-            table = table.append_column(name, constant_column(value, arrow_type, rows))
+        table = _searched_table(update.ids, update.result)
         changed_rows = update.changed_rows
     rows = table.num_rows
     width = rows // max(len(emb), 1)
