@@ -3,9 +3,10 @@
     (read back by the next run as the source clustering_state.full_run_datasets):
     `clustering_mode: place_new` places only datasets that are not here, so a
     dataset that a full run left unclustered on purpose stays unclustered
-    until the next full run. A full run replaces the rows (the pre-hook deletes
-    those of datasets it no longer sees, in the model's transaction); a
-    place_new run writes nothing. `full_refresh: false`: never rebuilt.
+    until the next full run. A full run writes the rows that are new or whose
+    cluster or reason changed (`run_id`: the full run that last wrote the
+    row) and the pre-hook deletes those of datasets it no longer sees, in the
+    model's transaction; a place_new run writes nothing. `full_refresh: false`: never rebuilt.
 -#}
 {%- set full_run = mdc_setting('clustering_mode') == 'full' %}
 {{
@@ -32,6 +33,12 @@ memberships as (
 
 ),
 
+stored as (
+
+    select * from {{ source('clustering_state', 'full_run_datasets') }}
+
+),
+
 seen as (
 
     select
@@ -41,9 +48,15 @@ seen as (
         memberships.cluster,
         memberships.unclustered_reason,
     from memberships
-    {%- if not full_run %}
-    where false
-    {%- endif %}
+    left join stored
+        on memberships.dataset_id = stored.dataset_id
+    {#- only rows that are new or whose cluster or reason changed: a re-run writes what changed -#}
+    where {{ 'true' if full_run else 'false' }}
+        and (
+            stored.dataset_id is null
+            or stored.cluster is distinct from memberships.cluster
+            or stored.unclustered_reason is distinct from memberships.unclustered_reason
+        )
 
 )
 
