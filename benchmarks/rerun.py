@@ -153,7 +153,7 @@ def markdown(res: dict, key: str) -> str:
         share = "" if b is res["builds"][-1] else f"{b['wall_s'] / full:.2f}"
         lines.append(
             f"| {b['label']} | {b['n']:,} | {b['wall_s']:.1f} | {share} | {b['pull']} ({b['read_from_chroma']:,}) | "
-            f"{b['knn']} ({b['lists_changed']:,}) | {b['recall'] if b['recall'] is not None else 'exact'} | "
+            f"{b['knn']} ({b['lists_changed']:,}) | {'exact' if b['recall'] is None else format(b['recall'], '.3f')} | "
             f"{'' if b['labels_kept'] is None else format(b['labels_kept'], '.3f')} | {b['ari']:.3f} |"
         )
     if "scanpy" in res:
