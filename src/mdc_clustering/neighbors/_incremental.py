@@ -230,6 +230,10 @@ def decide_full_run(
     previous lists' length) when the previous lists are shorter than this
     run needs and did not already hold every other dataset.
 
+    The share undercounts an update's work: each removed or changed dataset
+    also empties a place in about ``k`` lists, which are searched again
+    unless the state keeps ``slack`` (see :func:`update_knn`).
+
     Returns
     -------
     FullRunDecision
