@@ -41,6 +41,7 @@ stored as (
 
 seen as (
 
+    {# only rows that are new or whose cluster or reason changed: a re-run writes what changed #}
     select
         memberships.dataset_id,
         '{{ invocation_id }}' as run_id,
@@ -50,8 +51,8 @@ seen as (
     from memberships
     left join stored
         on memberships.dataset_id = stored.dataset_id
-    {#- only rows that are new or whose cluster or reason changed: a re-run writes what changed -#}
-    where {{ 'true' if full_run else 'false' }}
+    where
+        {{ 'true' if full_run else 'false' }}
         and (
             stored.dataset_id is null
             or stored.cluster is distinct from memberships.cluster

@@ -51,6 +51,12 @@ edges as (
 
 ),
 
+neighbors as (
+
+    select * from {{ ref('int_dataset_neighbors_searched') }}
+
+),
+
 clusters as (
 
     select * from {{ ref('clusters') }}
@@ -196,6 +202,32 @@ typed_clusters as (
 
 ),
 
+pull_summary as (
+
+    select
+        struct_pack(
+            path := any_value(embeddings.pull_path),
+            reason := any_value(embeddings.pull_reason),
+            read_from_chroma := count(*) filter (where embeddings.pulled),
+            from_cache := count(*) filter (where not embeddings.pulled),
+            seconds := any_value(embeddings.pull_seconds)
+        ) as pull,
+    from embeddings
+
+),
+
+knn_update_summary as (
+
+    select
+        struct_pack(
+            path := any_value(neighbors.knn_path),
+            reason := any_value(neighbors.knn_reason),
+            lists_changed := count(distinct neighbors.dataset_id) filter (where neighbors.list_changed)
+        ) as knn_update,
+    from neighbors
+
+),
+
 summary as (
 
     select
@@ -211,24 +243,8 @@ summary as (
                 'chroma_collection', clustered_collection.collection_name
             )
         ) as parameters,
-        (
-            select struct_pack(
-                path := any_value(embeddings.pull_path),
-                reason := any_value(embeddings.pull_reason),
-                read_from_chroma := count(*) filter (where embeddings.pulled),
-                from_cache := count(*) filter (where not embeddings.pulled),
-                seconds := any_value(embeddings.pull_seconds)
-            )
-            from embeddings
-        ) as pull,
-        (
-            select struct_pack(
-                path := any_value(neighbors.knn_path),
-                reason := any_value(neighbors.knn_reason),
-                lists_changed := count(distinct neighbors.dataset_id) filter (where neighbors.list_changed)
-            )
-            from {{ ref('int_dataset_neighbors_searched') }} as neighbors
-        ) as knn_update,
+        pull_summary.pull,
+        knn_update_summary.knn_update,
         struct_pack(
             method := knn.knn_method,
             ivf_pca_dims := knn.ivf_pca_dims,
@@ -312,6 +328,8 @@ summary as (
     cross join described
     cross join knn
     cross join clustered_collection
+    cross join pull_summary
+    cross join knn_update_summary
 
 )
 
