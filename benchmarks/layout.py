@@ -82,15 +82,16 @@ def silhouette_2d(xy: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> float
 
 
 def sample_set(db: Path):
+    """The embeddings and clusters of a built sample pipeline file (its own tables, read only)."""
     import duckdb
-    import pyarrow.parquet as pq
 
-    table = pq.read_table(Path(__file__).resolve().parents[1] / "data" / "sample" / "embeddings.parquet")
-    ids = table.column("dataset_id").to_pylist()
-    x = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(len(ids), -1)
     con = duckdb.connect(str(db), read_only=True)
+    table = con.sql("select dataset_id, embedding from clustering.stg_chroma__embeddings order by dataset_id")
+    table = table.to_arrow_table()
     rows = dict(con.execute("select dataset_id, cluster from clustering.int_datasets_clustered").fetchall())
     con.close()
+    ids = table.column("dataset_id").to_pylist()
+    x = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(len(ids), -1)
     names = sorted({c for c in rows.values() if c is not None})
     code = {c: i for i, c in enumerate(names)}
     labels = np.array([code.get(rows.get(i), -1) for i in ids])

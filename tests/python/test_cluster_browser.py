@@ -122,6 +122,8 @@ def test_browser_size_is_its_data(tmp_path):
 
 def test_sample_build_writes_a_working_browser(sample, tmp_path):
     """The figures model of a real build: the browser beside the report, and the map PNG on the same layout."""
+    # the session's sample may have been rebuilt without pictures by another module: draw them now
+    sample.dbt("run", "--select", "rpt_clustering_figures", vars={"figures": True})
     html = sample.report_dir / "cluster_browser.html"
     figures = dict(sample.query("select figure, n_points from clustering.rpt_clustering_figures"))
     assert figures["browser"] == figures["map"] == 2_293
