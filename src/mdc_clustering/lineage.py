@@ -81,7 +81,7 @@ def read_lineage(html: str | Path, *, screenshot: str | Path | None = None) -> t
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=find_chromium(), args=_CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 2200, "height": 1000}, device_scale_factor=1.5)
+            page = browser.new_page(viewport={"width": 1500, "height": 850}, device_scale_factor=2)
             page.goto(url)
             page.wait_for_function(
                 "() => { try { const g = angular.element(document.body).injector().get('graph');"
