@@ -5,7 +5,6 @@ datasets instead of searching every dataset (mdc_clustering.stages.neighbor_sear
 the model knn_state keeps this run's lists for the next.
 """
 
-from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress, state_table_exists
 from mdc_clustering.settings import run_settings
@@ -23,10 +22,10 @@ def model(dbt, session):
     if state_exists and reruns.incremental:
         stored = dbt.source("clustering_state", "knn_state")
         state = stored.to_arrow_table()
-    unit_rows = read_embeddings(embeddings, normalize=True)
-    method, params = knn_settings(len(unit_rows), **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
+    current = embeddings.select("dataset_id, embedding, embedding_hash").to_arrow_table()
+    method, params = knn_settings(current.num_rows, **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
     return updated_neighbors(
-        embeddings.select("dataset_id, embedding, embedding_hash").to_arrow_table(),
+        current,
         knn.k_neighbors,
         method=method,
         params=params,

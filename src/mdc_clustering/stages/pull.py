@@ -155,15 +155,15 @@ def pull_embeddings(
             plan = PullPlan("full", f"{differ} of {len(sample)} cached embeddings checked differ from Chroma")
     if plan.path == "full":
         pulled = read(ids)
-        table = _with_state_columns(pulled, md5, pulled_flag=True)
+        table = _with_state_columns(pulled, md5)
     else:
         cached_type = cached.schema.field("embedding").type
         fresh = read(plan.to_read) if plan.to_read else empty_embeddings_table(cached_type.list_size)
         if fresh.schema.field("embedding").type != cached_type:
             dim = fresh.schema.field("embedding").type.list_size
             plan = PullPlan("full", f"embeddings read have dimension {dim}, the cached ones {cached_type.list_size}")
-            return _finish(_with_state_columns(read(ids), md5, pulled_flag=True), plan, started, progress)
-        pulled = _with_state_columns(fresh, md5, pulled_flag=True)
+            return _finish(_with_state_columns(read(ids), md5), plan, started, progress)
+        pulled = _with_state_columns(fresh, md5)
         untouched = set(plan.changed) | set(plan.new)
         keep = cached.filter(pc.and_(pc.is_in(cached.column("dataset_id"), value_set=pa.array(ids, pa.string())),
                                      pc.invert(pc.is_in(cached.column("dataset_id"),
@@ -186,14 +186,15 @@ def _finish(table: pa.Table, plan: PullPlan, started: float, progress: Progress)
     return table
 
 
-def _with_state_columns(table: pa.Table, md5: dict[str, str | None], *, pulled_flag: bool) -> pa.Table:
+def _with_state_columns(table: pa.Table, md5: dict[str, str | None]) -> pa.Table:
+    """A table read from Chroma, with its text fingerprints, embedding hashes and ``pulled`` (true)."""
     n = table.num_rows
     dim = table.schema.field("embedding").type.list_size
     matrix = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(n, dim) if n else np.zeros((0, 1))
     return (table.append_column("text_md5", pa.array([md5.get(i) for i in table.column("dataset_id").to_pylist()],
                                                      pa.string()))
             .append_column("embedding_hash", pa.array(embedding_hashes(matrix), pa.int64()))
-            .append_column("pulled", pa.array(np.full(n, pulled_flag))))
+            .append_column("pulled", pa.array(np.ones(n, bool))))
 
 
 def _differing_rows(fresh: pa.Table, stored: pa.Table) -> int:
