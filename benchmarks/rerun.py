@@ -15,7 +15,12 @@ report states, the labels kept, recall@k (report) and ARI against the truth.
 Usage::
 
     .venv/bin/python benchmarks/rerun.py --n 100000 [--skip-scanpy] [--results benchmarks/RESULTS.md]
-        [--workdir DIR] [--keep] [--var key=value ...]
+        [--workdir DIR] [--keep] [--var key=value ...] [--first-build DIR] [--only-first-rerun]
+
+``--first-build DIR`` keeps a copy of the warehouse after the first build in DIR
+(for the same --n/--dim/--seed) and, when DIR already holds one, starts from
+it instead of loading and building again: for profiling the re-runs.
+``--only-first-rerun`` stops after the +1% re-run (and skips scanpy).
 """
 
 from __future__ import annotations
@@ -127,7 +132,7 @@ def measured_build(label: str, wh: scale.Warehouse, truth, extra_vars: dict, *, 
         "labels_kept": (report.get("labels") or {}).get("share_of_datasets_keeping_label"),
         "ari": scale.agreement(truth[wh.rows], codes)["ari"],
         "clusters": n_clusters,
-        "steps": build["steps"][:8],
+        "steps": build["steps"],
     }
     top = ", ".join(f"{s['name']} {s['seconds']:.1f}" for s in row["steps"][:6])
     print(f"[{label}] wall {row['wall_s']:.1f} s; pull {row['pull']} ({row['read_from_chroma']} read), k-NN "
@@ -175,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--first-build", type=Path)
+    parser.add_argument("--only-first-rerun", action="store_true")
     args = parser.parse_args(argv)
     command = shlex.join([".venv/bin/python", "benchmarks/rerun.py", *(sys.argv[1:] if argv is None else argv)])
     extra_vars = {"figures": False, **dict(args.var)}  # the pictures are not what a re-run is about
@@ -195,11 +202,24 @@ def main(argv: list[str] | None = None) -> None:
         five = five[: args.n * 5 // 100]
         width = max(7, len(str(total - 1)))
         wh = scale.Warehouse(workdir / "main", np.sort(base), "synthetic_lowdim")
-        scale.load_warehouse(wh, x_all, truth, texts, "cheap", width)
-        builds = [measured_build("first build (nothing cached)", wh, truth, extra_vars, quiet=args.quiet)]
+        saved = args.first_build / f"n{args.n}-d{args.dim}-s{args.seed}" if args.first_build else None
+        if saved is not None and saved.is_dir():
+            shutil.rmtree(wh.root, ignore_errors=True)
+            shutil.copytree(saved, wh.root)
+            builds = [json.loads((saved / "first_build.json").read_text())]
+            print(f"[first build] copied from {saved}", flush=True)
+        else:
+            scale.load_warehouse(wh, x_all, truth, texts, "cheap", width)
+            builds = [measured_build("first build (nothing cached)", wh, truth, extra_vars, quiet=args.quiet)]
+            if saved is not None:
+                shutil.copytree(wh.root, saved)
+                (saved / "first_build.json").write_text(json.dumps(builds[0], default=float))
         add_s = add_rows(wh, x_all, truth, texts, np.sort(one), width)
         builds.append(measured_build(f"re-run after +1% ({len(one):,} new)", wh, truth, extra_vars,
                                      quiet=args.quiet))
+        if args.only_first_rerun:
+            print(json.dumps(builds[-1], default=float, indent=1))
+            return
         removed = np.sort(np.random.default_rng(args.seed + 9).choice(base, args.n // 200, replace=False))
         add_s += add_rows(wh, x_all, truth, texts, np.sort(five), width)
         remove_s = remove_rows(wh, removed, width)
