@@ -129,10 +129,15 @@ def pca_projection(x: np.ndarray, dims: int, *, sample: int = 20_000, seed: int 
 def pca_basis(x: np.ndarray, dims: int, *, sample: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The mean and first ``dims`` principal axes ``(d, dims)`` of ``x``, fitted on a seeded sample of rows."""
     rng = np.random.default_rng(seed)
-    fit = x[np.sort(rng.choice(x.shape[0], size=min(sample, x.shape[0]), replace=False))]
+    fit = x[np.sort(rng.choice(x.shape[0], size=min(sample, x.shape[0]), replace=False))].astype(np.float64)
     mean = fit.mean(axis=0)
-    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
-    return mean, np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
+    fit -= mean
+    # the axes are the eigenvectors of the d x d covariance, largest first: the same as an SVD of the
+    # sample's rows, at a fraction of its cost (one product with the sample instead of a factorisation)
+    values, vectors = np.linalg.eigh(fit.T @ fit)
+    axes = vectors[:, np.argsort(values, kind="stable")[::-1][:dims]]
+    axes *= np.where(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])] < 0, -1.0, 1.0)  # fixed signs
+    return mean.astype(x.dtype), np.ascontiguousarray(axes, dtype=np.float32)
 
 
 def project(x: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
