@@ -2,7 +2,7 @@
 
 A re-run updates the last run's lists (clustering_state.knn_state) for the new, changed and removed
 datasets instead of searching every dataset (mdc_clustering.stages.neighbor_search.updated_neighbors);
-the model knn_state keeps this run's lists for the next.
+the model knn_state keeps this run's lists for the next, and knn_index the IVF index a full search trained.
 """
 
 from mdc_clustering.knn import knn_settings
@@ -18,10 +18,13 @@ def model(dbt, session):
     settings = run_settings(run)
     knn, reruns = settings.knn, settings.reruns
     state_exists = state_table_exists(session, "knn_state")
-    state = None
+    state, ivf_models = None, {}
     if state_exists and reruns.incremental:
         stored = dbt.source("clustering_state", "knn_state")
         state = stored.to_arrow_table()
+        if state_table_exists(session, "knn_index"):
+            indexes = dbt.source("clustering_state", "knn_index")
+            ivf_models = dict(indexes.select("knn_fingerprint, ivf_model").fetchall())
     current = embeddings.select("dataset_id, embedding, embedding_hash").to_arrow_table()
     method, params = knn_settings(current.num_rows, **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
     return updated_neighbors(
@@ -32,5 +35,6 @@ def model(dbt, session):
         state=state,
         incremental=reruns.incremental,
         max_change_share=reruns.incremental_max_change_share,
+        ivf_models=ivf_models,
         progress=dbt_progress("int_dataset_neighbors_searched"),
     )

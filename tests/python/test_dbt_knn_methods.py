@@ -53,15 +53,24 @@ def test_ivf_build_records_what_the_pilot_chose_and_a_recall_that_matches_brute_
     assert true_recall > 0.95
     [(nprobe,)] = wh.query("select distinct ivf_nprobe from clustering.int_dataset_neighbors_searched")
     assert nprobe == knn["ivf_nprobe"]
+    # the trained index is kept for the next run's update, under this run's k-NN fingerprint
+    from mdc_clustering.neighbors import IvfModel
+
+    [(fingerprint, blob)] = wh.query("select knn_fingerprint, ivf_model from clustering_state.knn_index")
+    assert wh.query("select distinct knn_fingerprint from clustering_state.knn_state") == [(fingerprint,)]
+    model = IvfModel.from_bytes(blob)
+    assert (model.trained_rows, model.dim, model.nprobe, model.basis) == (1500, 32, nprobe, None)
 
 
 def test_auto_is_exact_below_the_size_limit_and_ivf_above(clustered):
     wh, ids, x = clustered
-    wh.dbt("build", "--select", "+int_knn_recall_measured", vars={"knn_exact_max_n": 1500})
+    # cautious: no test of a model outside the selection (this test may run before any full build)
+    only = ("--select", "+int_knn_recall_measured", "--indirect-selection", "cautious")
+    wh.dbt("build", *only, vars={"knn_exact_max_n": 1500})
     assert wh.query("select knn_method, recall_at_k from clustering.int_knn_recall_measured") == [("exact", 1.0)]
     expected, _ = brute_force(x, 30)
     assert neighbour_sets(wh, ids) == [set(row) for row in expected]
-    wh.dbt("build", "--select", "+int_knn_recall_measured", vars={"knn_exact_max_n": 1499})
+    wh.dbt("build", *only, vars={"knn_exact_max_n": 1499})
     assert wh.query("select knn_method from clustering.int_knn_recall_measured") == [("ivf",)]
 
 

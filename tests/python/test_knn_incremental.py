@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from test_knn import brute_force
-from test_knn_approximate import clustered
+from test_knn_approximate import clustered, oracle_recall
 
 from mdc_clustering.embeddings import as_embeddings
 from mdc_clustering.errors import ClusteringInputError
@@ -355,3 +355,45 @@ def test_approximate_backends_search_only_the_rows_asked(rng, search, params):
     assert part.indices.shape == (300, 10)
     np.testing.assert_array_equal(part.indices, whole.indices[rows])
     np.testing.assert_array_equal(part.similarities, whole.similarities[rows])
+
+
+def test_a_stored_ivf_model_is_searched_through_and_refused_when_it_does_not_fit(rng, monkeypatch):
+    from mdc_clustering.neighbors import IvfModel, _ivf
+
+    # clusters in a 12-dimensional subspace of 48: a 16-dim projection keeps the neighbours
+    x = clustered(rng, n=4000, d=12) @ rng.normal(size=(12, 48)).astype(np.float32)
+    x += 0.01 * rng.normal(size=x.shape).astype(np.float32)
+    params = IvfParams(pca_dims=16, min_recall=0.95)
+    first = ivf_knn(x[:3800], 15, params)
+    assert first.model_reused is False and first.model.basis.shape == (48, first.search_dims)
+    model = IvfModel.from_bytes(first.model.to_bytes())  # as the state table stores it
+    assert model.nprobe == first.nprobe and model.trained_rows == 3800 and model.dim == 48
+    np.testing.assert_array_equal(model.basis, first.model.basis)
+    # the re-run fits neither axes nor cells, nor runs a pilot
+    monkeypatch.setattr(_ivf, "pca_basis", lambda *a, **k: pytest.fail("principal axes fitted again"))
+    rows = np.arange(3800, 4000)
+    again = ivf_knn(x, 15, params, rows=rows, model=model)
+    assert again.model_reused is True and again.model is model and again.pilot_recall is None
+    assert (again.nlist, again.nprobe, again.search_dims) == (first.nlist, first.nprobe, first.search_dims)
+    expected, expected_sims = brute_force(x, 15)
+    assert oracle_recall(again.indices, expected[rows], range(len(rows))) >= 0.95
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(again.similarities, np.einsum("ij,ikj->ik", unit[rows], unit[again.indices]), atol=1e-5)
+    # twice the rows, or another dimension: trained afresh (here that would fit the axes again)
+    assert not model.fits(8000, 48) and not model.fits(3800, 32) and model.fits(3040, 48)
+    assert IvfModel.from_bytes(b"not an index") is None and IvfModel.from_bytes(None) is None
+
+
+def test_an_update_passes_the_stored_ivf_model_to_its_search(rng):
+    from mdc_clustering.neighbors import IvfModel
+
+    x = clustered(rng, n=3000, d=32)
+    ids = [f"a{i:05d}" for i in range(3000)]
+    old = table(ids[:2900], x[:2900])
+    full = ivf_knn(as_embeddings(old).matrix, 10, IvfParams(min_recall=0.95))
+    previous = PreviousKnn(as_embeddings(old).ids, full.indices, full.similarities)
+    update = update_knn(previous, table(ids, x), 10, method="ivf", params=IvfParams(min_recall=0.95),
+                        ivf_model=IvfModel.from_bytes(full.model.to_bytes()))
+    assert update.result.model_reused is True and update.stats.rows_searched == 100
+    expected, _ = brute_force(x, 10)
+    assert oracle_recall(update.result.indices, expected, range(3000)) >= 0.95

@@ -25,7 +25,7 @@ from ._incremental import (
     decide_full_run,
     update_knn,
 )
-from ._ivf import IvfParams, ivf_knn
+from ._ivf import IvfModel, IvfParams, ivf_knn
 from ._recall import distinct_others, knn_recall, recall_from_kth, streamed_kth_similarity
 from ._settings import KNN_METHODS, choose_knn_method, knn_settings
 
@@ -34,6 +34,7 @@ __all__ = [
     "KNN_METHODS",
     "FullRunDecision",
     "HnswParams",
+    "IvfModel",
     "IvfParams",
     "KnnResult",
     "KnnUpdate",

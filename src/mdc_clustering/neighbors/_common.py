@@ -35,6 +35,11 @@ class KnnResult:
     pilot_recall
         recall@k of the pilot check that chose the search (None when no
         pilot ran).
+    model
+        IVF only: the trained index (:class:`~mdc_clustering.neighbors.IvfModel`)
+        a later search of mostly the same rows can start from.
+    model_reused
+        IVF only: True when the search started from a given model.
     """
 
     indices: np.ndarray
@@ -43,6 +48,8 @@ class KnnResult:
     nlist: int | None = None
     nprobe: int | None = None
     pilot_recall: float | None = None
+    model: object | None = None
+    model_reused: bool | None = None
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:

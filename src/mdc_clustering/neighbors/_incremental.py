@@ -72,7 +72,7 @@ from ..validation import nonnegative_int, positive_int
 from ._common import KnnResult, normalize_rows, pair_similarities
 from ._exact import _BLOCK_VALUES, query_knn, top_k_of_block
 from ._hnsw import HnswParams, hnsw_knn
-from ._ivf import IvfParams, ivf_knn
+from ._ivf import IvfModel, IvfParams, ivf_knn
 
 # Default of the share of datasets new, changed or removed above which a full search runs instead.
 INCREMENTAL_MAX_CHANGE_SHARE = 0.2
@@ -283,6 +283,7 @@ def update_knn(
     params: IvfParams | HnswParams | None = None,
     slack: int = 0,
     batch_rows: int | None = None,
+    ivf_model: IvfModel | None = None,
     progress: Callable[..., None] | None = None,
 ) -> KnnUpdate:
     """The k-NN lists of ``current``, updated from ``previous`` instead of searched whole.
@@ -318,6 +319,9 @@ def update_knn(
         columns as the graph.
     batch_rows
         Exact: query rows per block product (default: a block of ~128 MiB).
+    ivf_model
+        IVF: the trained index of an earlier run (:class:`IvfModel`), used
+        when it fits the current rows (see :func:`ivf_knn`'s ``model``).
     progress
         Optional callback, called with messages.
 
@@ -398,7 +402,7 @@ def update_knn(
             _exact_pass(x, queries, dirty, ww, indices, sims, bound, is_open, batch_rows, progress)
         else:
             provenance = _approximate_pass(
-                x, queries, dirty, kk, ww, indices, sims, bound, is_open, method, params, progress
+                x, queries, dirty, kk, ww, indices, sims, bound, is_open, method, params, ivf_model, progress
             )
     np.clip(sims, -1.0, 1.0, out=sims)
     searched = len(queries)
@@ -452,7 +456,7 @@ def _exact_pass(x, queries, dirty, ww, indices, sims, bound, is_open, batch_rows
                      f"({time.perf_counter() - started:.1f}s)")
 
 
-def _approximate_pass(x, queries, dirty, kk, ww, indices, sims, bound, is_open, method, params, progress):
+def _approximate_pass(x, queries, dirty, kk, ww, indices, sims, bound, is_open, method, params, ivf_model, progress):
     """Search ``queries`` through an index over all rows; insert the dirty ones into their candidates' lists.
 
     A dirty row's candidates: the kept rows among its ``kk`` nearest found
@@ -460,7 +464,8 @@ def _approximate_pass(x, queries, dirty, kk, ww, indices, sims, bound, is_open, 
     """
     n = x.shape[0]
     if method == "ivf":
-        found = ivf_knn(x, ww, params or IvfParams(), normalized=True, rows=queries, progress=progress)
+        found = ivf_knn(x, ww, params or IvfParams(), normalized=True, rows=queries, model=ivf_model,
+                        progress=progress)
     else:
         found = hnsw_knn(x, ww, params or HnswParams(), normalized=True, rows=queries, progress=progress)
     indices[queries], sims[queries] = found.indices, found.similarities
@@ -483,7 +488,7 @@ def _approximate_pass(x, queries, dirty, kk, ww, indices, sims, bound, is_open, 
             which, col = np.nonzero(accepted)
             _insert(indices, sims, bound, is_open, candidates[which, col], rows[which], cand_sims[which, col])
     return {"search_dims": found.search_dims, "nlist": found.nlist, "nprobe": found.nprobe,
-            "pilot_recall": found.pilot_recall}
+            "pilot_recall": found.pilot_recall, "model": found.model, "model_reused": found.model_reused}
 
 
 def _candidates(hop: np.ndarray, listers: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:

@@ -61,6 +61,61 @@ class IvfParams:
         )
 
 
+# A stored IVF model is reused while the rows number between these shares of the rows it was trained on.
+IVF_MODEL_ROWS_RANGE = (0.8, 1.25)
+
+
+@dataclass(frozen=True, eq=False)
+class IvfModel:
+    """What an IVF search learnt from its rows, so that a re-run on mostly the same rows skips it.
+
+    The projection (``mean``, ``basis``: the principal axes the pilot kept;
+    both None when the rows were indexed whole), the trained and still empty
+    faiss index (its k-means cells and 4-bit codebooks, ``faiss.serialize_index``)
+    and the ``nprobe`` its pilot chose. A few kilobytes to a megabyte: no
+    row is stored in it. :meth:`fits` says whether a search may reuse it.
+    """
+
+    dim: int
+    trained_rows: int
+    nprobe: int
+    index: bytes
+    mean: np.ndarray | None = None
+    basis: np.ndarray | None = None
+
+    def fits(self, n: int, d: int) -> bool:
+        """Same dimension, and ``n`` within :data:`IVF_MODEL_ROWS_RANGE` of the rows it was trained on."""
+        low, high = IVF_MODEL_ROWS_RANGE
+        return self.dim == d and low * self.trained_rows <= n <= high * self.trained_rows
+
+    def to_bytes(self) -> bytes:
+        import io
+
+        out = io.BytesIO()
+        arrays = {"index": np.frombuffer(self.index, np.uint8),
+                  "meta": np.array([self.dim, self.trained_rows, self.nprobe], np.int64)}
+        if self.basis is not None:
+            arrays.update(mean=self.mean, basis=self.basis)
+        np.savez(out, **arrays)
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes | None) -> IvfModel | None:
+        """The model :meth:`to_bytes` wrote; None for None or anything unreadable (a fresh index is trained)."""
+        import io
+
+        if not blob:
+            return None
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as saved:
+                dim, trained_rows, nprobe = (int(v) for v in saved["meta"])
+                basis = saved["basis"] if "basis" in saved else None
+                return cls(dim, trained_rows, nprobe, saved["index"].tobytes(),
+                           saved["mean"] if basis is not None else None, basis)
+        except (OSError, ValueError, KeyError):
+            return None
+
+
 def ivf_knn(
     vectors: np.ndarray,
     k: int,
@@ -68,6 +123,7 @@ def ivf_knn(
     *,
     normalized: bool = False,
     rows: np.ndarray | None = None,
+    model: IvfModel | None = None,
     progress: Callable[..., None] | None = None,
 ) -> KnnResult:
     """Approximate cosine k-nearest neighbours of every row among the rows, itself excluded.
@@ -113,6 +169,12 @@ def ivf_knn(
     rows
         Optional ``int64`` row positions: the index holds every row, but only
         these rows are searched (for an incremental update); default all.
+    model
+        An :class:`IvfModel` of an earlier search (a re-run's): when it
+        :meth:`~IvfModel.fits` the rows, its projection, cells, codebooks and
+        ``nprobe`` are used and neither the principal axes, the k-means, nor
+        the pilots run again (the recall model measures the result as
+        always). The rows are added to it afresh.
 
     Returns
     -------
@@ -124,7 +186,9 @@ def ivf_knn(
         pilot), ``nlist``, ``nprobe`` (the value searched with, after the
         pilot) and ``pilot_recall`` (recall@k on the pilot rows at that
         ``nprobe``; None when not checked). Below :data:`IVF_MIN_ROWS` rows
-        (searched exactly) ``nlist`` and ``nprobe`` are None.
+        (searched exactly) ``nlist`` and ``nprobe`` are None. ``model``: the
+        :class:`IvfModel` searched with (trained here, or the one given),
+        ``model_reused`` whether it was given.
     """
     import faiss
 
@@ -138,6 +202,8 @@ def ivf_knn(
         return KnnResult(*query_knn(x[rows], x, k_eff, exclude=rows, normalized=True), search_dims=d)
     started = time.perf_counter()
     n_candidates = min(n, k_eff + 1 + max(10, k_eff // 2))
+    if model is not None and model.fits(n, d):
+        return _search_with_model(x, k_eff, n_candidates, model, rows, started, progress)
     checked = params.min_recall is not None and n > IVF_PILOT_ROWS
     if checked:
         pilot = np.sort(np.random.default_rng(0).choice(n, IVF_PILOT_ROWS, replace=False))
@@ -147,6 +213,7 @@ def ivf_knn(
         wanted = min(1.0, params.min_recall + PILOT_MARGIN)
     dims = params.pca_dims if params.pca_dims is not None and params.pca_dims < d else d
     keys = x
+    mean = basis_kept = None
     if dims < d:
         mean, basis = pca_basis(x, d)
         while True:
@@ -166,6 +233,7 @@ def ivf_knn(
             if dims >= d:
                 dims, keys = d, x
                 break
+        basis_kept = np.ascontiguousarray(basis[:, :dims]) if dims < d else None
         del basis
     search_dims = dims
     if keys.shape[1] % 2:  # fast-scan codes come in pairs: a zero column changes no distance
@@ -178,6 +246,7 @@ def ivf_knn(
     coarse = faiss.IndexIVFPQFastScan(quantizer, dims, nlist, dims, 4)
     coarse.cp.seed = 0
     coarse.train(np.ascontiguousarray(train))
+    trained = faiss.serialize_index(coarse).tobytes()  # before any row is added: cells and codebooks only
     index = faiss.IndexRefineFlat(coarse)
     index.k_factor = _IVF_REFINE_FACTOR
     for start in range(0, n, CHUNK):
@@ -209,4 +278,37 @@ def ivf_knn(
                                 label=f"IVF search (nprobe {nprobe})")
     del index, coarse, quantizer, keys
     indices, sims = fill_short_rows(x, indices, sims, k_eff, progress, rows)
-    return KnnResult(indices, sims, search_dims=search_dims, nlist=nlist, nprobe=nprobe, pilot_recall=pilot_recall)
+    kept = IvfModel(d, n, nprobe, trained, *((mean, basis_kept) if basis_kept is not None else (None, None)))
+    return KnnResult(indices, sims, search_dims=search_dims, nlist=nlist, nprobe=nprobe, pilot_recall=pilot_recall,
+                     model=kept, model_reused=False)
+
+
+def _search_with_model(x, k_eff, n_candidates, model, rows, started, progress) -> KnnResult:
+    """:func:`ivf_knn`'s index and search, with the projection, cells, codebooks and nprobe of ``model``."""
+    import faiss
+
+    n, d = x.shape
+    keys = x if model.basis is None else project(x, model.mean, model.basis)
+    search_dims = keys.shape[1]
+    if keys.shape[1] % 2:
+        keys = np.ascontiguousarray(np.pad(keys, ((0, 0), (0, 1))))
+    coarse = faiss.deserialize_index(np.frombuffer(model.index, np.uint8).copy())
+    quantizer = faiss.downcast_index(coarse.quantizer)
+    nlist = coarse.nlist
+    coarse.nprobe = model.nprobe
+    index = faiss.IndexRefineFlat(coarse)
+    index.k_factor = _IVF_REFINE_FACTOR
+    for start in range(0, n, CHUNK):
+        index.add(keys[start : start + CHUNK])
+    _, cell = quantizer.search(keys if rows is None else np.ascontiguousarray(keys[rows]), 1)
+    order = np.argsort(cell.ravel(), kind="stable")
+    del cell
+    if progress is not None:
+        progress(f"IVF index ({keys.shape[1]} dims, {nlist} cells, 4-bit codes, trained on {model.trained_rows} rows "
+                 f"by an earlier run): {n} rows in {time.perf_counter() - started:.1f}s", final=True)
+    indices, sims = search_rows(index, keys, x, order, n_candidates, k_eff, rows=rows, progress=progress,
+                                label=f"IVF search (nprobe {model.nprobe}, the earlier run's)")
+    del index, coarse, quantizer, keys
+    indices, sims = fill_short_rows(x, indices, sims, k_eff, progress, rows)
+    return KnnResult(indices, sims, search_dims=search_dims, nlist=nlist, nprobe=model.nprobe, model=model,
+                     model_reused=True)

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from ..embeddings import Embeddings, as_embeddings
 from ..errors import ClusteringInputError
-from ..neighbors import HnswParams, IvfParams, KnnResult, exact_knn, hnsw_knn, ivf_knn, knn_table, query_knn
+from ..neighbors import HnswParams, IvfModel, IvfParams, KnnResult, exact_knn, hnsw_knn, ivf_knn, knn_table, query_knn
 from ._arrow import Progress, constant_column
 
 
@@ -35,8 +35,12 @@ def nearest_neighbors(
     on); ``ivf_nlist`` and ``ivf_nprobe`` (int32, NULL unless ``ivf``): the
     index's cells and the cells each row scanned, after the pilot check.
     """
-    started = time.perf_counter()
     emb = as_embeddings(embeddings)
+    return _searched_table(emb.ids, _search(emb, k, method, params, progress))
+
+
+def _search(emb: Embeddings, k: int, method: str, params, progress: Progress) -> KnnResult:
+    started = time.perf_counter()
     unit = emb.normalized
     if method == "ivf":
         found = ivf_knn(emb.matrix, k, params or IvfParams(), normalized=unit, progress=progress)
@@ -47,15 +51,13 @@ def nearest_neighbors(
         found = KnnResult(indices, sims, search_dims=emb.matrix.shape[1])
     else:
         raise ClusteringInputError(f"k-NN method must be 'exact', 'ivf' or 'hnsw' here, got {method!r}")
-    table = _searched_table(emb.ids, found)
-    rows = table.num_rows
     if progress is not None:
         progress(
-            f"{rows} neighbour rows ({len(emb)} datasets x {found.indices.shape[1]}, {method}, "
+            f"{found.indices.size} neighbour rows ({len(emb)} datasets x {found.indices.shape[1]}, {method}, "
             f"{found.search_dims} dims) in {time.perf_counter() - started:.1f}s",
             final=True,
         )
-    return table
+    return found
 
 
 def _searched_table(ids: pa.Array, found: KnnResult) -> pa.Table:
@@ -133,6 +135,7 @@ def updated_neighbors(
     state: pa.Table | None = None,
     incremental: bool = True,
     max_change_share: float = 0.2,
+    ivf_models: dict[str, bytes] | None = None,
     progress: Progress = None,
 ) -> pa.Table:
     """:func:`nearest_neighbors`, updated from the last run's lists where it can be (issue #17's re-run path).
@@ -148,6 +151,11 @@ def updated_neighbors(
         :func:`nearest_neighbors`'s ``dataset_id``, ``neighbor_id``,
         ``neighbor_rank``, ``similarity``, plus the owner's
         ``embedding_hash`` and ``knn_fingerprint`` (:func:`knn_fingerprint`).
+    ivf_models
+        Trained IVF indexes of earlier runs by k-NN fingerprint
+        (:meth:`mdc_clustering.neighbors.IvfModel.to_bytes`; the state
+        ``clustering_state.knn_index``): an update searches through this
+        fingerprint's when it fits the rows; a full search trains its own.
 
     The update (:func:`mdc_clustering.neighbors.update_knn`) runs when the
     state's fingerprint equals this run's and the new, changed (embedding
@@ -162,7 +170,10 @@ def updated_neighbors(
         owner's), ``list_changed`` (bool: the dataset's list differs from the
         stored one, or every row on the full path) and, the same on every
         row, ``knn_path`` ('incremental' or 'full'), ``knn_reason`` and
-        ``knn_fingerprint``.
+        ``knn_fingerprint``; ``ivf_model`` (binary, on the first row only:
+        the IVF index searched with, for the next run; NULL elsewhere and for
+        other methods) and ``ivf_model_reused`` (bool, the same on every row;
+        NULL unless IVF searched).
     """
     from ..neighbors import PreviousKnn, decide_full_run, update_knn
 
@@ -191,14 +202,21 @@ def updated_neighbors(
             if not decision.full:
                 path = "incremental"
                 update = update_knn(previous, emb, k, changed=changed, method=method, params=params,
+                                    ivf_model=IvfModel.from_bytes((ivf_models or {}).get(fingerprint))
+                                    if method == "ivf" else None,
                                     progress=progress)
     if update is None:
-        table = nearest_neighbors(emb, k, method=method, params=params, progress=progress)
+        found = _search(emb, k, method, params, progress)
+        table = _searched_table(emb.ids, found)
         changed_rows = None
     else:
-        table = _searched_table(update.ids, update.result)
+        found = update.result
+        table = _searched_table(update.ids, found)
         changed_rows = update.changed_rows
     rows = table.num_rows
+    model = found.model.to_bytes() if found.model is not None else None
+    table = (table.append_column("ivf_model", pa.array([model] + [None] * (rows - 1) if rows else [], pa.binary()))
+             .append_column("ivf_model_reused", constant_column(found.model_reused, pa.bool_(), rows)))
     width = rows // max(len(emb), 1)
     owner = np.repeat(np.arange(len(emb)), width)
     flags = np.ones(len(emb), bool) if changed_rows is None else np.isin(np.arange(len(emb)), changed_rows)
