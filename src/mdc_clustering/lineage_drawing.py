@@ -9,7 +9,8 @@ folder's ``node_color`` from ``dbt_project.yml``. It is a layered
 (Sugiyama) drawing: every edge goes down; an edge that skips rows runs
 through points of its own in those rows, shared by the edges from the same
 node (a trunk); the order within each row is chosen to reduce crossings
-(barycentre sweeps, then swaps of neighbours).
+(barycentre and median sweeps, then swaps of neighbours), and each row is
+placed as near its neighbours as its boxes allow (isotonic regression).
 
 Usage::
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 __all__ = ["LineageGraph", "LineageLayout", "LineageNode", "draw_lineage", "layout_lineage", "lineage_graph"]
@@ -103,17 +104,18 @@ def lineage_graph(manifest: dict, *, package: str | None = None) -> LineageGraph
         fqn = node["fqn"]
         layer = fqn[1] if len(fqn) > 2 else "models"
         colour = (node["config"].get("docs") or {}).get("node_color") or _DEFAULT_MODEL_COLOUR
-        relation = node.get("relation_name")
-        model_relations.add(relation)
+        relation = node.get("relation_name")  # None for an ephemeral model
+        if relation:
+            model_relations.add(relation)
         nodes[uid] = LineageNode(
             uid, node["name"], "model", layer, colour,
             python=node.get("language") == "python",
-            written_and_read=relation in source_relations,
+            written_and_read=bool(relation) and relation in source_relations,
         )
         parents[uid] = list(node["depends_on"]["nodes"])
     for uid, source in manifest["sources"].items():
         if uid in nodes and source["relation_name"] in model_relations:
-            nodes[uid] = LineageNode(**{**nodes[uid].__dict__, "written_and_read": True})
+            nodes[uid] = replace(nodes[uid], written_and_read=True)
     for uid, exposure in manifest["exposures"].items():
         if exposure["package_name"] == package:
             nodes[uid] = LineageNode(uid, exposure["name"], "exposure", EXPOSURES, EXPOSURE_COLOUR)
