@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["HISTORY_FILE", "write_history_figure"]
+__all__ = ["HISTORY_FILE", "step_times_note", "write_history_figure"]
 
 HISTORY_FILE = "run_history.png"
 
 
-def write_history_figure(history: pa.Table, out_dir: str | Path) -> pa.Table:
+def write_history_figure(history: pa.Table, out_dir: str | Path, *, current_run_id: str | None = None) -> pa.Table:
     """Draw the runs of ``clustering_state.run_history`` (oldest first) as four small trend panels.
 
     Panels: datasets and unclustered; clusters and labels born / retired;
     modularity, recall@k and the share of datasets keeping their label; the
-    slowest steps' seconds (runs whose times are recorded). Returns one row:
-    ``figure``, ``path``, ``n_runs``.
+    slowest steps' seconds, for the runs whose times are recorded. The
+    on-run-end hook ``record_step_seconds`` writes a run's times after its
+    models, this picture's among them, have run: so ``current_run_id`` (the
+    run drawing the picture) never has them yet, and the picture says so
+    under that panel, as it names any other run without them (one that
+    stopped before its end).
+
+    Returns one row: ``figure``, ``path``, ``n_runs``, ``n_runs_timed`` (runs
+    whose step times are drawn) and ``note`` (the text under the steps panel).
     """
     import matplotlib
 
@@ -56,6 +64,14 @@ def write_history_figure(history: pa.Table, out_dir: str | Path) -> pa.Table:
             totals[name] = totals.get(name, 0.0) + float(value)
     for name in sorted(totals, key=totals.get, reverse=True)[:5]:
         d.plot(runs, [s.get(name, np.nan) for s in steps], "o-", label=name, linewidth=1)
+    untimed = [i + 1 for i, seconds in enumerate(steps) if not seconds]
+    current = next((i + 1 for i, r in enumerate(rows) if current_run_id is not None and r["run_id"] == current_run_id),
+                   None)
+    note = step_times_note(untimed, current=current)
+    for run in untimed:  # shaded: drawn without step times
+        d.axvspan(run - 0.3, run + 0.3, color="#d9d9d9", alpha=0.6, linewidth=0)
+        d.text(run, 0.5, "written when\nthis run ends" if run == current else "no step times",
+               transform=d.get_xaxis_transform(), rotation=90, ha="center", va="center", fontsize=8, color="#555555")
     d.set_title("slowest steps (seconds)")
     for ax in (a, b, c, d):
         ax.legend(frameon=False, fontsize=8)
@@ -65,7 +81,26 @@ def write_history_figure(history: pa.Table, out_dir: str | Path) -> pa.Table:
         ax.set_xticks(runs)
     modes = ", ".join(sorted({f"{r['clustering_mode']}/{r['pull_path']}" for r in rows}))
     fig.suptitle(f"{len(rows)} runs ({modes}); from clustering_state.run_history", fontsize=11)
-    fig.tight_layout()
+    caption = textwrap.fill(f"steps panel: {note}", 150)
+    fig.text(0.01, 0.01, caption, ha="left", va="bottom", fontsize=8.5, color="#444444")
+    fig.tight_layout(rect=(0, 0.01 + 0.025 * (caption.count("\n") + 1), 1, 1))
     fig.savefig(path)
     plt.close(fig)
-    return pa.table({"figure": ["run_history"], "path": [str(path)], "n_runs": [len(rows)]})
+    return pa.table({
+        "figure": ["run_history"], "path": [str(path)], "n_runs": [len(rows)],
+        "n_runs_timed": [len(rows) - len(untimed)], "note": [note],
+    })
+
+
+def step_times_note(untimed: list[int], *, current: int | None = None) -> str:
+    """What the steps panel says about the runs (numbered from 1) that it draws without step times."""
+    parts = []
+    if current is not None and current in untimed:
+        parts.append(f"run {current} (this one): its step times are recorded when it ends, after this picture; "
+                     "the next run's picture shows them")
+    others = [run for run in untimed if run != current]
+    if others:
+        runs = ", ".join(map(str, others))
+        parts.append(f"run {runs} has no step times (it stopped before its on-run-end hook)" if len(others) == 1
+                     else f"runs {runs} have no step times (they stopped before their on-run-end hook)")
+    return "; ".join(parts) if parts else "every run's step times are drawn"

@@ -1,4 +1,4 @@
-"""Check the lineage graph of `dbt docs` in a real (headless) browser.
+"""Check the lineage graph of `dbt docs` in a real (headless) browser, or draw the DAG from the manifest.
 
 Opens the single-file docs page (`dbt docs generate --static` ->
 `target/static_index.html`) in Chromium through Playwright, waits for the
@@ -6,9 +6,14 @@ docs app to build its lineage graph, and reads the graph's nodes and edges
 out of the app itself (its `graph` service), so that what is checked is what
 a person sees. Needs the dev extra (playwright) and Debian's chromium.
 
+The README's picture is not that page's screenshot (at README width its
+labels cannot be read): :func:`mdc_clustering.lineage_drawing.draw_lineage`
+draws the sources, models and exposures from ``target/manifest.json``.
+
 Usage::
 
-    python -m mdc_clustering.lineage target/static_index.html [--screenshot docs/lineage.png]
+    python -m mdc_clustering.lineage target/static_index.html [--screenshot lineage_page.png]
+    python -m mdc_clustering.lineage --manifest target/manifest.json --draw docs/lineage.png
 """
 
 from __future__ import annotations
@@ -123,10 +128,26 @@ def missing_lineage(nodes: set[str], edges: set[tuple[str, str]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Check the dbt docs lineage graph in headless Chromium.")
-    parser.add_argument("html", type=Path, help="target/static_index.html from `dbt docs generate --static`")
-    parser.add_argument("--screenshot", type=Path, default=None)
+    parser = argparse.ArgumentParser(
+        description="Check the dbt docs lineage graph in headless Chromium, or draw the DAG from the manifest."
+    )
+    parser.add_argument("html", type=Path, nargs="?", help="target/static_index.html from `dbt docs generate --static`")
+    parser.add_argument("--screenshot", type=Path, default=None, help="save the docs page's lineage graph here")
+    parser.add_argument("--manifest", type=Path, default=None, help="target/manifest.json (from `dbt parse`)")
+    parser.add_argument("--draw", type=Path, default=None, help="draw the manifest's DAG to this PNG")
     args = parser.parse_args(argv)
+    if (args.manifest is None) != (args.draw is None):
+        parser.error("--manifest and --draw go together")
+    if args.html is None and args.manifest is None:
+        parser.error("give the docs page to check, or --manifest and --draw")
+    if args.manifest is not None:
+        from .lineage_drawing import draw_lineage
+
+        layout = draw_lineage(args.manifest, args.draw)
+        print(f"drew {len(layout.graph.nodes)} nodes, {len(layout.graph.edges)} edges in {len(layout.rows)} rows "
+              f"({layout.crossings} crossings) to {args.draw}")
+    if args.html is None:
+        return
     nodes, edges = read_lineage(args.html, screenshot=args.screenshot)
     problems = missing_lineage(nodes, edges)
     print(f"lineage graph: {len(nodes)} nodes, {len(edges)} edges; {len(REQUIRED_EDGES)} required edges checked")
