@@ -114,7 +114,12 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_sessionfinish(session):
-    """On a pytest-xdist worker: hand this worker's records to the controller."""
+    """On a pytest-xdist worker: hand this worker's records to the controller. Drop its kept dbt parses."""
+    import shutil
+
+    from dbt_runner import PARSE_CACHE
+
+    shutil.rmtree(PARSE_CACHE, ignore_errors=True)
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         log = session.config.stash[_LOG]

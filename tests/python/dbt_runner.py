@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DBT = str(Path(sys.executable).with_name("dbt"))
+# dbt's parse of this project takes ~6 s of each invocation. Its partial-parse file is valid for any
+# warehouse as long as the profile and the vars read the same, so every warehouse names its files
+# relative to its own folder (dbt runs there) and this worker keeps one parse per vars/environment.
+PARSE_CACHE = Path(tempfile.gettempdir()) / f"mdc_dbt_parse_{os.getpid()}"
+PARSE_FILE = "partial_parse.msgpack"
 
 
 class Warehouse:
@@ -86,12 +94,12 @@ class Warehouse:
 
         ``chroma_vars=False`` leaves the store's vars out (the environment, or nothing, then says where it is).
         """
-        chroma = {"chroma_path": str(self.chroma), "chroma_collection": self.collection} if chroma_vars else {}
+        chroma = {"chroma_path": self.given(self.chroma), "chroma_collection": self.collection} if chroma_vars else {}
         # the pictures (a t-SNE layout, the slowest report step) only where a test looks at them
         all_vars = {**chroma, "figures": False, **(vars or {})}
         full_env = {
             **os.environ,
-            "MDC_DUCKDB_PATH": str(self.db),
+            "MDC_DUCKDB_PATH": self.given(self.db),
             "DBT_PROFILES_DIR": str(REPO),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             **(env or {}),
@@ -108,6 +116,30 @@ class Warehouse:
         # dbt runs from the warehouse's folder: the report lands in its reports/clustering/<db file stem>/
         return cmd, full_env
 
+    def given(self, path: Path) -> str:
+        """``path`` as dbt, run in this warehouse's folder, is given it (and messages name it): relative inside it."""
+        return path.name if path.parent == self.root else str(path)
+
+    @staticmethod
+    def _parse_key(cmd: list[str], env: dict) -> str:
+        setting = {key: value for key, value in env.items() if key.startswith(("MDC_", "DBT_"))}
+        return hashlib.sha1(json.dumps([cmd[cmd.index("--vars") + 1] if "--vars" in cmd else "", setting],
+                                       sort_keys=True).encode()).hexdigest()
+
+    def _reuse_parse(self, key: str) -> None:
+        cached = PARSE_CACHE / key
+        if cached.is_file():
+            (self.root / "target").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, self.root / "target" / PARSE_FILE)
+
+    def _keep_parse(self, key: str) -> None:
+        made = self.root / "target" / PARSE_FILE
+        if made.is_file() and not (PARSE_CACHE / key).is_file():
+            PARSE_CACHE.mkdir(exist_ok=True)
+            partial = PARSE_CACHE / f"{key}.part"
+            shutil.copyfile(made, partial)
+            partial.replace(PARSE_CACHE / key)
+
     def dbt(
         self,
         *args: str,
@@ -118,7 +150,10 @@ class Warehouse:
         chroma_vars: bool = True,
     ) -> subprocess.CompletedProcess:
         cmd, full_env = self.command(*args, vars=vars, env=env, chroma_vars=chroma_vars)
+        key = self._parse_key(cmd, full_env)
+        self._reuse_parse(key)
         result = subprocess.run(cmd, cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout)
+        self._keep_parse(key)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
         return result
@@ -126,6 +161,7 @@ class Warehouse:
     def start(self, *args: str, vars: dict | None = None, env: dict | None = None, output: Path) -> subprocess.Popen:
         """Start ``dbt <args>`` in its own process group (so a test can kill it whole); output goes to ``output``."""
         cmd, full_env = self.command(*args, vars=vars, env=env)
+        self._reuse_parse(self._parse_key(cmd, full_env))
         with open(output, "w") as out:
             return subprocess.Popen(
                 cmd, cwd=self.root, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -139,7 +139,7 @@ def test_missing_datasets_table_names_the_database(tmp_path):
     con.close()
     result = wh.dbt("build", check=False)
     assert result.returncode != 0
-    assert f"The pipeline database {wh.db} has no table main.datasets" in result.stdout
+    assert f"The pipeline database {wh.given(wh.db)} has no table main.datasets" in result.stdout
     assert "MDC_DUCKDB_PATH" in result.stdout
 
 

@@ -58,7 +58,7 @@ def test_locked_database_waits_a_bounded_time_then_fails_with_one_line_naming_fi
     assert result.returncode != 0
     lines = [line for line in result.stdout.splitlines() if "Could not set lock on file" in line]
     assert len(lines) == 1, result.stdout[-3000:]
-    assert str(wh.db) in lines[0] and f"PID {holder.pid}" in lines[0] and "MDC_LOCK_WAIT_SECONDS=5" in lines[0]
+    assert wh.db.name in lines[0] and f"PID {holder.pid}" in lines[0] and "MDC_LOCK_WAIT_SECONDS=5" in lines[0]
     # The wait itself, from dbt's first connection attempt to its last error, in dbt's own log:
     # one bounded wait for the whole run (dbt-duckdb's per-connection retries took ~2 min here).
     log = (wh.root / "logs" / "dbt.log").read_text().splitlines()

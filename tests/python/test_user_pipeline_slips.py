@@ -85,7 +85,8 @@ def test_the_users_pipeline_built_from_its_own_store(user):
     assert user.query("select count(distinct feature_name) from main.engineered_feature_values")[0][0] > 1
     # its report went to its own folder, created by the build; the other pipeline's folder is untouched
     assert user.report_dir == user.root / "reports" / "clustering" / "user_pipeline"
-    assert user.report["parameters"]["pipeline_database"] == str(user.db)
+    # the file as the profile gave it (dbt runs in the warehouse's folder, so a relative path is the same file)
+    assert (user.root / user.report["parameters"]["pipeline_database"]).resolve() == user.db.resolve()
     assert user.report["parameters"]["chroma_collection"] == "user_datasets"
     assert {p.name for p in user.report_dir.iterdir()} >= {"clustering_report.json", "cluster_map.png"}
     assert (user.root / "reports" / "clustering" / "sample" / "clustering_report.json").read_text() == "{}\n"
@@ -97,7 +98,7 @@ def test_slip_1_forgotten_chroma_settings_stop_before_anything_is_written(user, 
     # no --vars, no MDC_CHROMA_*: the run used to fall back to the sample's data/chroma
     result = user.dbt("build", chroma_vars=False, env=NO_STORE_ENV, check=False)
     assert result.returncode != 0
-    assert f"No Chroma store is set for the pipeline database {user.db}" in result.stdout
+    assert f"No Chroma store is set for the pipeline database {user.given(user.db)}" in result.stdout
     assert "MDC_CHROMA_PATH and MDC_CHROMA_COLLECTION are unset" in result.stdout
     assert "--vars '{chroma_path:" in result.stdout and "Nothing was written" in result.stdout
     assert "START" not in result.stdout  # no hook, no model ran
@@ -144,7 +145,7 @@ def test_store_of_another_pipeline_stops_before_any_model_writes(user, other_sto
     assert result.returncode != 0
     out = result.stdout
     assert "ClusteringInputError: The Chroma collection and the datasets table do not belong to the same" in out
-    assert counts.format(db=user.db, store=other_store) in out
+    assert counts.format(db=user.given(user.db), store=other_store) in out
     assert "Only in Chroma, e.g.: 'R/ds" in out and "Only in datasets, e.g.: 'user-" in out
     assert "Traceback" not in out
     status = user.run_results()
