@@ -24,6 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["LineageGraph", "LineageLayout", "LineageNode", "draw_lineage", "layout_lineage", "lineage_graph"]
 
 SOURCES, EXPOSURES = "sources", "exposures"
@@ -454,8 +456,17 @@ def draw_lineage(
     labels = {uid: _wrap(n.label, lambda s: text_px(s) <= max_label) for uid, n in graph.nodes.items()}
     widths = {uid: text_px(label) + 2 * pad_x for uid, label in labels.items()}
     box_h = {uid: line_h * (label.count("\n") + 1) + 0.7 * font_px for uid, label in labels.items()}
-    layout = layout_lineage(graph, widths, max_row_width=0.85 * usable, gap=1.4 * font_px,
-                            trunk_width=0.25 * font_px, trunk_gap=0.3 * font_px)
+    # rows are wrapped at a share of the width; the placement that straightens edges may still spread a
+    # row wider (not monotonically in the share), so shares from 0.85 down are tried until one fits,
+    # else the narrowest is kept
+    tried = []
+    for share in np.arange(0.85, 0.29, -0.025):
+        layout = layout_lineage(graph, widths, max_row_width=share * usable, gap=1.4 * font_px,
+                                trunk_width=0.25 * font_px, trunk_gap=0.3 * font_px)
+        tried.append((max(layout.x[i] + widths.get(i, 0) / 2 for row in layout.rows for i in row), len(tried), layout))
+        if tried[-1][0] <= usable:
+            break
+    layout = min(tried)[2]
 
     row_h = [max((box_h[i] for i in row if not isinstance(i, tuple)), default=0.0) + 2.4 * font_px
              for row in layout.rows]
