@@ -119,7 +119,9 @@ def build_graph(n_nodes: int, sources: np.ndarray, targets: np.ndarray, weights:
             "leave edges with similarity <= 0 out of the graph"
         )
     g = ig.Graph(n=n_nodes, directed=False)
-    g.add_edges(np.column_stack([sources, targets]))  # one array of pairs: faster than Graph(edges=...)
+    # python-igraph reads the edges pair by pair (its memoryview path, in the abi3 wheel, goes through
+    # .tolist() too): tuples of Python ints are the cheapest pairs to read, an array of pairs the dearest
+    g.add_edges(zip(sources.tolist(), targets.tolist(), strict=True))
     g.es["weight"] = weights
     return g
 
