@@ -130,8 +130,15 @@ def _leiden(
     graph: ig.Graph, resolution: float, seed: int, initial: list[int] | None = None, backend: str = "igraph"
 ) -> np.ndarray:
     """One Leiden run optimising modularity with a resolution (RB configuration model), to convergence."""
+    return _leiden_run(graph, resolution, seed, initial, backend)[0]
+
+
+def _leiden_run(
+    graph: ig.Graph, resolution: float, seed: int, initial: list[int] | None = None, backend: str = "igraph"
+) -> tuple[np.ndarray, float | None]:
+    """:func:`_leiden`, and ``_quality`` of the membership returned when the run computed it (else None)."""
     if graph.ecount() == 0:
-        return np.arange(graph.vcount(), dtype=np.int64)
+        return np.arange(graph.vcount(), dtype=np.int64), None
     if backend == "leidenalg":
         partition = leidenalg.find_partition(
             graph,
@@ -142,7 +149,7 @@ def _leiden(
             n_iterations=-1,
             initial_membership=initial,
         )
-        return np.asarray(partition.membership, dtype=np.int64)
+        return np.asarray(partition.membership, dtype=np.int64), None
     # igraph draws from the generator set by set_random_number_generator (Python's `random`
     # module by default). igraph's own "until stable" (n_iterations < 0) can loop for ever at
     # very high resolutions, so run one pass at a time, each from a generator seeded afresh
@@ -166,12 +173,12 @@ def _leiden(
             moved_quality = _quality(graph, moved, resolution)
             if membership is not None and moved_quality <= quality + _QUALITY_TOLERANCE * max(1.0, abs(quality)):
                 if moved_quality > quality:
-                    membership = moved
+                    membership, quality = moved, moved_quality
                 break
             membership, quality = moved, moved_quality
     finally:
         ig.set_random_number_generator(random)
-    return membership
+    return membership, quality
 
 
 def _quality(graph: ig.Graph, membership: np.ndarray, resolution: float) -> float:
@@ -566,13 +573,14 @@ def leiden_cluster(
         if initial_membership is not None:
             _, initial_codes = np.unique(np.asarray(initial_membership), return_inverse=True)
             initial = initial_codes.astype(int).tolist()
-        communities = _leiden(graph, resolution, seed, initial, backend=backend)
+        communities, after = _leiden_run(graph, resolution, seed, initial, backend=backend)
         if initial is not None and graph.ecount():
             # keep the start partition unless Leiden found a strictly better one: a re-run on an
             # unchanged graph then changes nothing, whatever order the backend visits nodes in
             start = np.asarray(initial, dtype=np.int64)
             before = _quality(graph, start, resolution)
-            after = _quality(graph, communities, resolution)
+            if after is None:  # the igraph backend's run computed it already (the same call on the same array)
+                after = _quality(graph, communities, resolution)
             if after <= before + _QUALITY_TOLERANCE * max(1.0, abs(before)):
                 communities = start
 
