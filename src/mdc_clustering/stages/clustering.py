@@ -102,8 +102,9 @@ def cluster_memberships(
     resolution, seed, min_cluster_size, small_clusters, max_cluster_size, target_n_clusters, target_tolerance
         See :func:`mdc_clustering.leiden.leiden_cluster`.
     edge_weight, neighbors, snn_k
-        How edges are weighted for Leiden: see :func:`edge_weights` (the
-        dbt project's default is ``snn``, with the k-NN table).
+        How edges are weighted for Leiden: see :func:`edge_weights` (in the
+        dbt project, the var ``edge_weight`` chooses; its default is set in
+        :mod:`mdc_clustering.settings`).
     previous
         ``dataset_id``, ``cluster``: the previous run's labels (the
         ``datasets`` table before this run).
