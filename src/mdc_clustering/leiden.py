@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -218,7 +219,9 @@ def attach_small_communities(
     sizes = np.bincount(communities)
     if graph.ecount() == 0 or min_size <= 1 or sizes[sizes > 0].min(initial=min_size) >= min_size:
         return communities  # nothing to attach: the edge list (every edge, as Python pairs) is not read
-    edges = np.asarray(graph.get_edgelist(), dtype=np.int64)
+    # the edge list as one flat run of ints: several times faster than an array from the list of pairs
+    flat = itertools.chain.from_iterable(graph.get_edgelist())
+    edges = np.fromiter(flat, dtype=np.int64, count=2 * graph.ecount()).reshape(-1, 2)
     weights = np.asarray(graph.es["weight"], dtype=np.float64)
     src = np.concatenate([edges[:, 0], edges[:, 1]])
     dst = np.concatenate([edges[:, 1], edges[:, 0]])
