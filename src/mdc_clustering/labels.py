@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import connected_components
@@ -57,7 +60,7 @@ class LabelMatch:
 
 def match_labels(
     clusters: np.ndarray,
-    previous: list[str | None],
+    previous: Sequence[str | None] | pa.Array | pa.ChunkedArray,
     *,
     used_numbers: set[int] | frozenset[int] = frozenset(),
     min_overlap: float = 0.3,
@@ -78,16 +81,24 @@ def match_labels(
         ``int`` array, one entry per node: new cluster number (0 = largest)
         or ``-1`` for no cluster.
     previous
-        The previous label of each node (None where it had none or is new).
+        The previous label of each node (None where it had none or is new):
+        a list, or an Arrow string array (null for None).
     used_numbers
         Label numbers ever handed out (the label registry).
     min_overlap
         Smallest Jaccard overlap for a new cluster to inherit a label.
     """
     clusters = np.asarray(clusters, dtype=np.int64)
-    prev_labels = sorted({p for p in previous if p is not None})
-    prev_index = {label: i for i, label in enumerate(prev_labels)}
-    prev_codes = np.array([prev_index[p] if p is not None else -1 for p in previous], dtype=np.int64)
+    if isinstance(previous, pa.Array | pa.ChunkedArray):
+        previous = previous.cast(pa.string())
+    else:
+        previous = pa.array(previous, pa.string())
+    # the previous labels sorted (UTF-8 byte order is code point order, as Python sorts str), and each node's
+    # number in that list (-1 for no label)
+    distinct = pc.unique(previous.drop_null()).sort()
+    prev_labels: list[str] = distinct.to_pylist()
+    prev_codes = pc.fill_null(pc.index_in(previous, value_set=distinct), -1)
+    prev_codes = prev_codes.to_numpy(zero_copy_only=False).astype(np.int64)
     m_new = int(clusters.max(initial=-1)) + 1
     m_old = len(prev_labels)
 
@@ -121,7 +132,7 @@ def match_labels(
 
     numbers = set(used_numbers) | {x for x in (label_number(p) for p in prev_labels) if x is not None}
     next_number = max(numbers, default=-1) + 1
-    new_label: list[str] = []
+    new_label: list[str | None] = []
     status: dict[str, str] = {}
     for c in range(m_new):  # clusters are numbered largest first already
         if c in matched:
@@ -132,7 +143,7 @@ def match_labels(
             next_number += 1
             status[label] = "born"
         new_label.append(label)
-    labels = [new_label[c] if c >= 0 else None for c in clusters.tolist()]
+    labels = np.array([*new_label, None], dtype=object)[clusters].tolist()  # -1 (no cluster) picks the None
 
     # majority flows: new cluster r is "from" old c when most of r came from c, and
     # old c went "into" r when most of c went to r
@@ -141,7 +152,11 @@ def match_labels(
     split = int(np.sum(np.bincount(cols[from_old], minlength=m_old) >= 2)) if m_old else 0
     merged = int(np.sum(np.bincount(rows[into_new], minlength=m_new) >= 2)) if m_new else 0
     had = prev_codes >= 0
-    same = sum(1 for i in np.flatnonzero(had) if labels[i] == previous[i])
+    # a node keeps its label when its cluster kept the label of its previous cluster (a fresh label
+    # is never an old one: its number is above every old label's)
+    old_of_new = np.full(m_new + 1, -1, dtype=np.int64)  # the extra -1 at the end is for clusters == -1
+    old_of_new[list(matched)] = list(matched.values())
+    same = int(np.sum(had & (old_of_new[clusters] == prev_codes)))
     return LabelMatch(
         labels=labels,
         status=status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -119,7 +120,9 @@ def build_graph(n_nodes: int, sources: np.ndarray, targets: np.ndarray, weights:
             "leave edges with similarity <= 0 out of the graph"
         )
     g = ig.Graph(n=n_nodes, directed=False)
-    g.add_edges(np.column_stack([sources, targets]))  # one array of pairs: faster than Graph(edges=...)
+    # python-igraph reads the edges pair by pair (its memoryview path, in the abi3 wheel, goes through
+    # .tolist() too): tuples of Python ints are the cheapest pairs to read, an array of pairs the dearest
+    g.add_edges(zip(sources.tolist(), targets.tolist(), strict=True))
     g.es["weight"] = weights
     return g
 
@@ -128,8 +131,15 @@ def _leiden(
     graph: ig.Graph, resolution: float, seed: int, initial: list[int] | None = None, backend: str = "igraph"
 ) -> np.ndarray:
     """One Leiden run optimising modularity with a resolution (RB configuration model), to convergence."""
+    return _leiden_run(graph, resolution, seed, initial, backend)[0]
+
+
+def _leiden_run(
+    graph: ig.Graph, resolution: float, seed: int, initial: list[int] | None = None, backend: str = "igraph"
+) -> tuple[np.ndarray, float | None]:
+    """:func:`_leiden`, and ``_quality`` of the membership returned when the run computed it (else None)."""
     if graph.ecount() == 0:
-        return np.arange(graph.vcount(), dtype=np.int64)
+        return np.arange(graph.vcount(), dtype=np.int64), None
     if backend == "leidenalg":
         partition = leidenalg.find_partition(
             graph,
@@ -140,7 +150,7 @@ def _leiden(
             n_iterations=-1,
             initial_membership=initial,
         )
-        return np.asarray(partition.membership, dtype=np.int64)
+        return np.asarray(partition.membership, dtype=np.int64), None
     # igraph draws from the generator set by set_random_number_generator (Python's `random`
     # module by default). igraph's own "until stable" (n_iterations < 0) can loop for ever at
     # very high resolutions, so run one pass at a time, each from a generator seeded afresh
@@ -164,12 +174,12 @@ def _leiden(
             moved_quality = _quality(graph, moved, resolution)
             if membership is not None and moved_quality <= quality + _QUALITY_TOLERANCE * max(1.0, abs(quality)):
                 if moved_quality > quality:
-                    membership = moved
+                    membership, quality = moved, moved_quality
                 break
             membership, quality = moved, moved_quality
     finally:
         ig.set_random_number_generator(random)
-    return membership
+    return membership, quality
 
 
 def _quality(graph: ig.Graph, membership: np.ndarray, resolution: float) -> float:
@@ -209,7 +219,9 @@ def attach_small_communities(
     sizes = np.bincount(communities)
     if graph.ecount() == 0 or min_size <= 1 or sizes[sizes > 0].min(initial=min_size) >= min_size:
         return communities  # nothing to attach: the edge list (every edge, as Python pairs) is not read
-    edges = np.asarray(graph.get_edgelist(), dtype=np.int64)
+    # the edge list as one flat run of ints: several times faster than an array from the list of pairs
+    flat = itertools.chain.from_iterable(graph.get_edgelist())
+    edges = np.fromiter(flat, dtype=np.int64, count=2 * graph.ecount()).reshape(-1, 2)
     weights = np.asarray(graph.es["weight"], dtype=np.float64)
     src = np.concatenate([edges[:, 0], edges[:, 1]])
     dst = np.concatenate([edges[:, 1], edges[:, 0]])
@@ -564,13 +576,14 @@ def leiden_cluster(
         if initial_membership is not None:
             _, initial_codes = np.unique(np.asarray(initial_membership), return_inverse=True)
             initial = initial_codes.astype(int).tolist()
-        communities = _leiden(graph, resolution, seed, initial, backend=backend)
+        communities, after = _leiden_run(graph, resolution, seed, initial, backend=backend)
         if initial is not None and graph.ecount():
             # keep the start partition unless Leiden found a strictly better one: a re-run on an
             # unchanged graph then changes nothing, whatever order the backend visits nodes in
             start = np.asarray(initial, dtype=np.int64)
             before = _quality(graph, start, resolution)
-            after = _quality(graph, communities, resolution)
+            if after is None:  # the igraph backend's run computed it already (the same call on the same array)
+                after = _quality(graph, communities, resolution)
             if after <= before + _QUALITY_TOLERANCE * max(1.0, abs(before)):
                 communities = start
 

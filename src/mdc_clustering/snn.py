@@ -24,7 +24,7 @@ __all__ = ["EDGE_WEIGHTS", "neighbor_sets", "shared_neighbor_weights"]
 
 EDGE_WEIGHTS = ("snn", "cosine")
 
-_CHUNK_PAIRS = 131_072  # pairs compared at once: chunk x (k+1)^2 booleans (~34 MB at k = 15)
+_CHUNK_PAIRS = 131_072  # pairs compared at once: chunk x 2(k+1) members (chunk x (k+1)^2 booleans with repeats)
 
 
 def neighbor_sets(n_nodes: int, rows: np.ndarray, neighbors: np.ndarray, ranks: np.ndarray, k: int) -> np.ndarray:
@@ -66,12 +66,19 @@ def shared_neighbor_weights(sources: np.ndarray, targets: np.ndarray, sets: np.n
     sources = np.asarray(sources, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
     sizes = (sets >= 0).sum(axis=1)
+    # each set's members in increasing order (padding first); int32 halves the bytes sorted when it holds them
+    members = np.sort(sets.astype(np.int32) if sets.shape[0] < 2**31 else sets, axis=1)
+    repeats = bool(np.any((members[:, 1:] == members[:, :-1]) & (members[:, 1:] >= 0)))
     out = np.empty(sources.size, dtype=np.float64)
     for start in range(0, sources.size, _CHUNK_PAIRS):
         stop = min(sources.size, start + _CHUNK_PAIRS)
-        a, b = sets[sources[start:stop]], sets[targets[start:stop]]
-        # a neighbour set has no repeats, so counting equal (set-a, set-b) entries counts shared members
-        shared = ((a[:, :, None] == b[:, None, :]) & (a[:, :, None] >= 0)).sum(axis=(1, 2))
+        if repeats:  # a member listed twice: count every equal (set-a, set-b) pair of entries, as always
+            a, b = sets[sources[start:stop]], sets[targets[start:stop]]
+            shared = ((a[:, :, None] == b[:, None, :]) & (a[:, :, None] >= 0)).sum(axis=(1, 2))
+        else:  # the two sets side by side, sorted: a shared member is an adjacent equal pair (same count)
+            both = np.concatenate([members[sources[start:stop]], members[targets[start:stop]]], axis=1)
+            both.sort(axis=1)
+            shared = ((both[:, 1:] == both[:, :-1]) & (both[:, 1:] >= 0)).sum(axis=1)
         union = sizes[sources[start:stop]] + sizes[targets[start:stop]] - shared
         out[start:stop] = shared / np.maximum(union, 1)
     return out

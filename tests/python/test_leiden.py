@@ -118,6 +118,18 @@ def test_memberships_table_keeps_edgeless_nodes():
     assert table.column("community_size").to_pylist() == [3, 3, 3, 1, 1]
 
 
+def test_memberships_do_not_depend_on_the_order_of_the_edge_rows(rng):
+    x, _ = blobs(rng, n_blobs=4, per_blob=30)
+    graph = knn_graph(x, k=6)
+    ids = np.array([f"d{i:03d}" for i in range(len(x))])
+    pairs = np.asarray(graph.get_edgelist())
+    edges = pa.table({"source_id": ids[pairs[:, 0]], "target_id": ids[pairs[:, 1]], "weight": graph.es["weight"]})
+    nodes = pa.table({"dataset_id": ids})
+    in_order = cluster_memberships(nodes, edges, resolution=2.0)
+    shuffled = cluster_memberships(nodes, edges.take(rng.permutation(edges.num_rows)), resolution=2.0)
+    assert shuffled.equals(in_order)
+
+
 def test_edges_to_unknown_datasets_are_refused():
     nodes = pa.table({"dataset_id": ["a", "b"]})
     edges = pa.table({"source_id": ["a"], "target_id": ["zz"], "weight": [0.5]})

@@ -118,6 +118,22 @@ def test_small_overlap_is_not_enough_to_keep_a_label():
     assert (result.kept, result.born, result.retired) == (0, 1, 1)
 
 
+def test_labels_and_kept_share_agree_with_a_per_node_reference_list_or_arrow(rng):
+    # random partitions with splits, merges, unlabelled nodes and labels outside the cluster_<n> scheme
+    # (non-ASCII too: the previous labels are sorted as Python sorts str)
+    names = ["cluster_3", "cluster_12", "cluster_007", "topic é", "topic z", "Zeta", None]
+    previous = [names[i] for i in rng.integers(0, len(names), 400)]
+    clusters = np.sort(rng.integers(-1, 9, 400))[rng.permutation(400)]
+    clusters[clusters >= 0] = np.unique(clusters[clusters >= 0], return_inverse=True)[1]
+    from_list = match_labels(clusters, previous, used_numbers={5, 40}, min_overlap=0.1)
+    from_arrow = match_labels(clusters, pa.array(previous, pa.string()), used_numbers={5, 40}, min_overlap=0.1)
+    assert from_arrow == from_list
+    had = [i for i, p in enumerate(previous) if p is not None]
+    assert from_list.share_kept == sum(from_list.labels[i] == previous[i] for i in had) / len(had)
+    by_cluster = {c: from_list.labels[i] for i, c in enumerate(clusters.tolist()) if c >= 0}
+    assert [from_list.labels[i] for i in range(400)] == [by_cluster.get(c) for c in clusters.tolist()]
+
+
 def test_matching_is_one_to_one_and_maximises_total_overlap():
     # X overlaps A best (3 vs 2) but giving A to X would leave Y with nothing it matches;
     # the assignment that maximises the total gives A to Y and B to X.

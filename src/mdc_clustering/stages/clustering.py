@@ -25,6 +25,18 @@ def node_index(node_ids: pa.Array, column: pa.ChunkedArray, name: str) -> np.nda
     return index.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def edge_endpoints(node_ids: pa.Array, edges: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Node indices of each edge's ``source_id`` and ``target_id`` (one look-up table for both columns)."""
+    sources, targets = edges.column("source_id"), edges.column("target_id")
+    both = pa.chunked_array(sources.chunks + targets.cast(sources.type).chunks, type=sources.type)
+    index = pc.index_in(both, value_set=node_ids)
+    if index.null_count:  # raise naming the column and the datasets
+        node_index(node_ids, sources, "source_id")
+        node_index(node_ids, targets, "target_id")
+    index = index.to_numpy(zero_copy_only=False).astype(np.int64)
+    return index[: len(sources)], index[len(sources) :]
+
+
 def edge_weights(
     node_ids: pa.Array,
     sources: np.ndarray,
@@ -90,8 +102,9 @@ def cluster_memberships(
     resolution, seed, min_cluster_size, small_clusters, max_cluster_size, target_n_clusters, target_tolerance
         See :func:`mdc_clustering.leiden.leiden_cluster`.
     edge_weight, neighbors, snn_k
-        How edges are weighted for Leiden: see :func:`edge_weights` (the
-        dbt project's default is ``snn``, with the k-NN table).
+        How edges are weighted for Leiden: see :func:`edge_weights` (in the
+        dbt project, the var ``edge_weight`` chooses; its default is set in
+        :mod:`mdc_clustering.settings`).
     previous
         ``dataset_id``, ``cluster``: the previous run's labels (the
         ``datasets`` table before this run).
@@ -129,8 +142,7 @@ def cluster_memberships(
     node_ids = nodes.column("dataset_id").combine_chunks()
     if len(node_ids) == 0:
         raise ClusteringInputError("no datasets to cluster: the embeddings table is empty")
-    sources = node_index(node_ids, edges.column("source_id"), "source_id")
-    targets = node_index(node_ids, edges.column("target_id"), "target_id")
+    sources, targets = edge_endpoints(node_ids, edges)
     similarities = edges.column("weight").to_numpy().astype(np.float64)
     weights = edge_weights(
         node_ids, sources, targets, similarities, method=edge_weight, neighbors=neighbors, snn_k=snn_k
@@ -142,18 +154,24 @@ def cluster_memberships(
             "(Leiden needs positive weights)",
             final=True,
         )
-    sources, targets, weights = sources[positive], targets[positive], weights[positive]
-    order = np.lexsort((targets, sources))  # edge order fixed, whatever the table's order
-    graph = build_graph(len(node_ids), sources[order], targets[order], weights[order])
-    previous_labels: list[str | None] = [None] * len(node_ids)
+    if not positive.all():
+        sources, targets, weights = sources[positive], targets[positive], weights[positive]
+    # edge order fixed, whatever the table's order: by (source, target), as np.lexsort((targets, sources))
+    # gives it (one stable sort of a single key is the same order, and cheaper)
+    key = sources * np.int64(len(node_ids)) + targets
+    if np.any(key[1:] < key[:-1]):
+        order = np.argsort(key, kind="stable")
+        sources, targets, weights = sources[order], targets[order], weights[order]
+    graph = build_graph(len(node_ids), sources, targets, weights)
+    previous_labels = pa.nulls(len(node_ids), pa.string())
     if previous is not None and stable_labels:
-        previous_labels = labels_of(node_ids, previous).to_pylist()
-    warm = any(label is not None for label in previous_labels)
+        previous_labels = labels_of(node_ids, previous).cast(pa.string())
+    warm = previous_labels.null_count < len(previous_labels)
     initial = None
     if warm:
         # previous clusters as start communities; every other node alone, and so is a node
         # without edges (it cannot be held in a cluster by its past alone)
-        prev = pa.array(previous_labels, pa.string())
+        prev = previous_labels
         codes = pc.index_in(prev, value_set=pc.unique(prev.drop_null()).sort())
         codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         has_edge = np.asarray(graph.degree()) > 0
@@ -184,10 +202,14 @@ def cluster_memberships(
         min_overlap=min_label_overlap,
     )
     if not warm:  # first run (or stable_labels off): plain numbering by size
-        matching.labels = [None if c == NO_CLUSTER else f"cluster_{c}" for c in result.clusters.tolist()]
-        matching.status = {label: "born" for label in set(matching.labels) if label is not None}
+        by_number = np.array([f"cluster_{c}" for c in range(result.n_clusters)] + [None], dtype=object)
+        matching.labels = by_number[result.clusters].tolist()  # NO_CLUSTER (-1) picks the None
+        matching.status = {label: "born" for label in by_number[:-1]}
     labels = pa.array(matching.labels, pa.string())
-    status = pa.array([matching.status.get(label) if label else None for label in matching.labels], pa.string())
+    # each node's label status: the status of its label, null where it has no label (or an empty one)
+    named = pa.array(list(matching.status), pa.string())
+    status = pa.array(list(matching.status.values()), pa.string()).take(pc.index_in(labels, value_set=named))
+    status = pc.if_else(pc.equal(labels, ""), pa.scalar(None, pa.string()), status)
     community_size = np.bincount(result.communities)[result.communities]
     table = memberships_table(
         {
