@@ -708,7 +708,8 @@ started is given with each.
 
 def write_results(path: Path, section: str, key: str) -> None:
     text = path.read_text() if path.exists() else RESULTS_HEADER
-    pattern = re.compile(rf"<!-- run: {re.escape(key)} -->.*?(?=<!-- run: |\Z)", re.S)
+    # a run's section: its marker, its heading, and what follows up to the next run or top-level heading
+    pattern = re.compile(rf"<!-- run: {re.escape(key)} -->\n[^\n]*\n.*?(?=<!-- run: |\n## |\Z)", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text)
     else:
