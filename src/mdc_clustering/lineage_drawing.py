@@ -24,7 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
+# Shares of the picture's width at which rows wrap, tried in turn (see draw_lineage).
+_ROW_SHARES = (0.85, 0.675, 0.45, 0.375)
 
 __all__ = ["LineageGraph", "LineageLayout", "LineageNode", "draw_lineage", "layout_lineage", "lineage_graph"]
 
@@ -457,10 +458,10 @@ def draw_lineage(
     widths = {uid: text_px(label) + 2 * pad_x for uid, label in labels.items()}
     box_h = {uid: line_h * (label.count("\n") + 1) + 0.7 * font_px for uid, label in labels.items()}
     # rows are wrapped at a share of the width; the placement that straightens edges may still spread a
-    # row wider (not monotonically in the share), so shares from 0.85 down are tried until one fits,
-    # else the narrowest is kept
+    # row wider, and not monotonically in the share (each layout costs ~5 s): a few shares are tried in
+    # turn until one fits, else the narrowest is kept
     tried = []
-    for share in np.arange(0.85, 0.29, -0.025):
+    for share in _ROW_SHARES:
         layout = layout_lineage(graph, widths, max_row_width=share * usable, gap=1.4 * font_px,
                                 trunk_width=0.25 * font_px, trunk_gap=0.3 * font_px)
         tried.append((max(layout.x[i] + widths.get(i, 0) / 2 for row in layout.rows for i in row), len(tried), layout))
