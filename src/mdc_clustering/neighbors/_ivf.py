@@ -236,8 +236,7 @@ def ivf_knn(
         basis_kept = np.ascontiguousarray(basis[:, :dims]) if dims < d else None
         del basis
     search_dims = dims
-    if keys.shape[1] % 2:  # fast-scan codes come in pairs: a zero column changes no distance
-        keys = np.ascontiguousarray(np.pad(keys, ((0, 0), (0, 1))))
+    keys = _even_columns(keys)
     dims = keys.shape[1]
     nlist = params.nlist or int(round(4 * np.sqrt(n)))
     nlist = max(1, min(nlist, n // 39))  # k-means wants >= 39 training rows a cell
@@ -247,13 +246,8 @@ def ivf_knn(
     coarse.cp.seed = 0
     coarse.train(np.ascontiguousarray(train))
     trained = faiss.serialize_index(coarse).tobytes()  # before any row is added: cells and codebooks only
-    index = faiss.IndexRefineFlat(coarse)
-    index.k_factor = _IVF_REFINE_FACTOR
-    for start in range(0, n, CHUNK):
-        index.add(keys[start : start + CHUNK])
-    _, cell = quantizer.search(keys if rows is None else np.ascontiguousarray(keys[rows]), 1)
-    order = np.argsort(cell.ravel(), kind="stable")  # queries of one cell scan the same cells
-    del cell, train
+    del train
+    index, order = _filled(coarse, quantizer, keys, rows)
     if progress is not None:
         progress(
             f"IVF index ({dims} dims, {nlist} cells, 4-bit codes): {n} rows in {time.perf_counter() - started:.1f}s",
@@ -290,19 +284,12 @@ def _search_with_model(x, k_eff, n_candidates, model, rows, started, progress) -
     n, d = x.shape
     keys = x if model.basis is None else project(x, model.mean, model.basis)
     search_dims = keys.shape[1]
-    if keys.shape[1] % 2:
-        keys = np.ascontiguousarray(np.pad(keys, ((0, 0), (0, 1))))
+    keys = _even_columns(keys)
     coarse = faiss.deserialize_index(np.frombuffer(model.index, np.uint8).copy())
     quantizer = faiss.downcast_index(coarse.quantizer)
     nlist = coarse.nlist
     coarse.nprobe = model.nprobe
-    index = faiss.IndexRefineFlat(coarse)
-    index.k_factor = _IVF_REFINE_FACTOR
-    for start in range(0, n, CHUNK):
-        index.add(keys[start : start + CHUNK])
-    _, cell = quantizer.search(keys if rows is None else np.ascontiguousarray(keys[rows]), 1)
-    order = np.argsort(cell.ravel(), kind="stable")
-    del cell
+    index, order = _filled(coarse, quantizer, keys, rows)
     if progress is not None:
         progress(f"IVF index ({keys.shape[1]} dims, {nlist} cells, 4-bit codes, trained on {model.trained_rows} rows "
                  f"by an earlier run): {n} rows in {time.perf_counter() - started:.1f}s", final=True)
@@ -312,3 +299,24 @@ def _search_with_model(x, k_eff, n_candidates, model, rows, started, progress) -
     indices, sims = fill_short_rows(x, indices, sims, k_eff, progress, rows)
     return KnnResult(indices, sims, search_dims=search_dims, nlist=nlist, nprobe=model.nprobe, model=model,
                      model_reused=True)
+
+
+def _even_columns(keys: np.ndarray) -> np.ndarray:
+    """``keys`` with a zero column when their count is odd: fast-scan codes come in pairs (no distance changes)."""
+    return np.ascontiguousarray(np.pad(keys, ((0, 0), (0, 1)))) if keys.shape[1] % 2 else keys
+
+
+def _filled(coarse, quantizer, keys: np.ndarray, rows: np.ndarray | None):
+    """The trained ``coarse`` index holding every row of ``keys`` behind an exact re-rank, and the order to search in.
+
+    The order: the searched rows (all, or ``rows``) by their nearest cell, so that queries of one cell
+    scan the same cells.
+    """
+    import faiss
+
+    index = faiss.IndexRefineFlat(coarse)
+    index.k_factor = _IVF_REFINE_FACTOR
+    for start in range(0, keys.shape[0], CHUNK):
+        index.add(keys[start : start + CHUNK])
+    _, cell = quantizer.search(keys if rows is None else np.ascontiguousarray(keys[rows]), 1)
+    return index, np.argsort(cell.ravel(), kind="stable")
