@@ -887,7 +887,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"scored the build in {time.perf_counter() - t_score:.1f} s", flush=True)
 
         steps = {s["name"]: s["seconds"] for s in build["steps"]}
-        knn_s = steps.get("int_dataset_neighbors_searched")
+        knn_s = steps.get("int_dataset_neighbors_updated", steps.get("int_dataset_neighbors_searched"))
         leiden_s = steps.get("int_datasets_clustered")
         res = {
             "key": f"{args.kind}-n{args.n}-d{args.dim}-c{clusters}-s{args.seed}"

@@ -3,13 +3,13 @@
     clustering_state.knn_index, one row per k-NN settings fingerprint): its
     projection, k-means cells, 4-bit codebooks and the nprobe its pilot chose,
     no rows (a few kilobytes to a megabyte). A re-run's update searches
-    through it (int_dataset_neighbors_searched reads the source
+    through it (int_dataset_neighbors_updated reads the source
     clustering_state.knn_index) instead of fitting the principal axes and
     the cells again, while the datasets number between 0.8x and 1.25x those
     it was trained on. A run that reused it writes nothing; the pre-hook
     deletes indexes of other k-NN settings. `full_refresh: false`.
 -#}
--- depends_on: {{ ref('int_dataset_neighbors_searched') }}
+-- depends_on: {{ ref('int_dataset_neighbors_updated') }}
 {{
     config(
         materialized='incremental',
@@ -21,7 +21,7 @@
         tags=['clustering', 'features'],
         pre_hook=(
             "{% if is_incremental() %}delete from {{ this }} where knn_fingerprint <> (select "
-            ~ "any_value(knn_fingerprint) from {{ ref('int_dataset_neighbors_searched') }}){% endif %}"
+            ~ "any_value(knn_fingerprint) from {{ ref('int_dataset_neighbors_updated') }}){% endif %}"
         ),
     )
 }}
@@ -30,7 +30,7 @@ with
 
 neighbors as (
 
-    select * from {{ ref('int_dataset_neighbors_searched') }}
+    select * from {{ ref('int_dataset_neighbors_updated') }}
 
 ),
 

@@ -30,7 +30,9 @@ _M = "model.mdc_clustering."
 # -> edges -> Leiden -> datasets / engineered_feature_values / report.
 REQUIRED_EDGES = [
     ("source.mdc_clustering.chroma.collections", _M + "stg_chroma__embeddings"),
-    (_M + "stg_chroma__embeddings", _M + "int_dataset_neighbors_searched"),
+    (_M + "stg_chroma__embeddings", _M + "int_dataset_neighbors_updated"),
+    (_M + "int_dataset_neighbors_updated", _M + "knn_state"),
+    (_M + "knn_state", _M + "int_dataset_neighbors_searched"),
     (_M + "int_dataset_neighbors_searched", _M + "int_neighbor_pairs_deduplicated"),
     (_M + "int_neighbor_pairs_deduplicated", _M + "int_similarity_threshold_selected"),
     (_M + "int_similarity_threshold_selected", _M + "int_graph_edges_filtered"),

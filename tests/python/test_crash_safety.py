@@ -188,7 +188,7 @@ BOTH = {"before", "after"}
 KILL_POINTS = {
     # Python steps (mdc_clustering.progress.dbt_progress): before any write to the shared tables
     "stg_chroma__embeddings": {"main.datasets": {"before"}, "main.engineered_feature_values": {"before"}},
-    "int_dataset_neighbors_searched": {"main.datasets": {"before"}, "main.engineered_feature_values": {"before"}},
+    "int_dataset_neighbors_updated": {"main.datasets": {"before"}, "main.engineered_feature_values": {"before"}},
     "int_datasets_clustered": {"main.datasets": {"before"}, "main.engineered_feature_values": {"before"}},
     # datasets: inside its MERGE statement; after its COMMIT
     "datasets_merge": {"main.datasets": {"before"}, "main.engineered_feature_values": BOTH},

@@ -23,13 +23,17 @@ BREAKAGES = {
         "select target_id, source_id, weight, is_mutual, is_below_threshold "
         "from clustering.int_graph_edges_filtered limit 1"
     ),
-    "values_between_int_dataset_neighbors_searched_similarity": (
-        "update clustering.int_dataset_neighbors_searched set similarity = 1.5 where neighbor_rank = 1 "
-        "and dataset_id = (select min(dataset_id) from clustering.int_dataset_neighbors_searched)"
+    "values_between_int_dataset_neighbors_updated_similarity": (
+        "update clustering.int_dataset_neighbors_updated set similarity = 1.5 where neighbor_rank = 1 "
+        "and dataset_id = (select min(dataset_id) from clustering.int_dataset_neighbors_updated)"
     ),
-    "no_self_loops_int_dataset_neighbors_searched": (
-        "update clustering.int_dataset_neighbors_searched set neighbor_id = dataset_id where neighbor_rank = 30 "
-        "and dataset_id = (select max(dataset_id) from clustering.int_dataset_neighbors_searched)"
+    "no_self_loops_int_dataset_neighbors_updated": (
+        "update clustering.int_dataset_neighbors_updated set neighbor_id = dataset_id where neighbor_rank = 30 "
+        "and dataset_id = (select max(dataset_id) from clustering.int_dataset_neighbors_updated)"
+    ),
+    "unique_combination_of_columns_int_dataset_neighbors_searched_dataset_id__neighbor_rank": (
+        "insert into clustering_state.knn_state select * from clustering_state.knn_state "
+        "where dataset_id = (select min(dataset_id) from clustering_state.knn_state) and neighbor_rank = 1"
     ),
     "assert_threshold_has_one_row": "delete from clustering.int_similarity_threshold_selected",
     "clustered_datasets_are_embedded_datasets": (

@@ -397,3 +397,71 @@ def test_an_update_passes_the_stored_ivf_model_to_its_search(rng):
     assert update.result.model_reused is True and update.stats.rows_searched == 100
     expected, _ = brute_force(x, 10)
     assert oracle_recall(update.result.indices, expected, range(3000)) >= 0.95
+
+
+def with_hashes(current):
+    from mdc_clustering.stages.pull import embedding_hashes
+
+    n, d = current.num_rows, current.schema.field("embedding").type.list_size
+    matrix = current.column("embedding").combine_chunks().flatten().to_numpy().reshape(n, d)
+    return current.append_column("embedding_hash", pa.array(embedding_hashes(matrix), pa.int64()))
+
+
+STATE_COLUMNS = ["dataset_id", "neighbor_id", "neighbor_rank", "similarity", "embedding_hash", "knn_fingerprint"]
+
+
+def test_the_model_returns_only_changed_lists_and_the_stored_lists_they_overwrite_equal_brute_force(rng):
+    from mdc_clustering.stages.neighbor_search import updated_neighbors
+
+    ids = [f"a{i:05d}" for i in range(300)]
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    state = updated_neighbors(with_hashes(table(ids, x)), 10, changed_only=True)
+    assert state.num_rows == 300 * 10 and pa.compute.all(state["list_changed"]).as_py()
+    state = state.select(STATE_COLUMNS)
+    # 6 removed, 5 changed, 12 new
+    left = np.setdiff1d(np.arange(300), rng.choice(300, 6, replace=False))
+    cur_x = x[left].copy()
+    cur_x[rng.choice(len(left), 5, replace=False)] = rng.normal(size=(5, 16))
+    cur_x = np.concatenate([cur_x, rng.normal(size=(12, 16)).astype(np.float32)])
+    cur_ids = [ids[i] for i in left] + [f"b{j:05d}" for j in range(12)]
+    cur = with_hashes(table(cur_ids, cur_x))
+    returned = updated_neighbors(cur, 10, state=state, changed_only=True)
+    full = updated_neighbors(cur, 10, state=state)
+    assert set(returned["knn_path"].to_pylist()) == {"incremental"}
+    # only the changed lists come back: the full table's list_changed rows, no more
+    changed_ids = set(full.filter(full["list_changed"])["dataset_id"].cast(pa.string()).to_pylist())
+    assert set(returned["dataset_id"].cast(pa.string()).to_pylist()) == changed_ids
+    assert 12 + 5 <= len(changed_ids) < len(cur_ids)
+    assert pa.compute.all(returned["list_changed"]).as_py()
+    # written over the stored lists (knn_state: the pre-hook drops departed datasets, delete+insert by
+    # dataset), they give a brute-force search of the current data
+    written = set(changed_ids)
+    stored = [r for r in state.to_pylist() if r["dataset_id"] in set(cur_ids) and r["dataset_id"] not in written]
+    stored += [{c: r[c] for c in STATE_COLUMNS} for r in returned.to_pylist()]
+    lists = {}
+    for r in stored:
+        assert lists.setdefault(r["dataset_id"], {}).setdefault(r["neighbor_rank"], r) is r  # no duplicate rank
+    emb = as_embeddings(cur)
+    expected, expected_sims = brute_force(emb.matrix, 10)
+    names = emb.ids.to_pylist()
+    assert set(lists) == set(names)
+    for i, name in enumerate(names):
+        got = [lists[name][rank] for rank in range(1, 11)]
+        np.testing.assert_allclose([r["similarity"] for r in got], expected_sims[i], atol=1e-5)
+        assert [r["neighbor_id"] for r in got] == [names[j] for j in expected[i]]
+
+
+def test_nothing_changed_returns_one_unchanged_list_that_carries_the_run_facts(rng):
+    from mdc_clustering.stages.neighbor_search import updated_neighbors
+
+    ids = [f"a{i:05d}" for i in range(50)]
+    cur = with_hashes(table(ids, rng.normal(size=(50, 8))))
+    state = updated_neighbors(cur, 5, changed_only=True)
+    state = state.select(["dataset_id", "neighbor_id", "neighbor_rank", "similarity", "embedding_hash",
+                          "knn_fingerprint"])
+    again = updated_neighbors(cur, 5, state=state, changed_only=True)
+    assert again["dataset_id"].cast(pa.string()).to_pylist() == ["a00000"] * 5
+    assert again["list_changed"].to_pylist() == [False] * 5
+    assert set(again["knn_path"].to_pylist()) == {"incremental"}
+    assert set(again["search_dims"].to_pylist()) == {8}
+    assert again["neighbor_id"].cast(pa.string()).to_pylist() == state["neighbor_id"].cast(pa.string()).to_pylist()[:5]

@@ -160,10 +160,14 @@ def knn_table(
     indices: np.ndarray,
     similarities: np.ndarray,
     neighbor_ids: pa.Array | list[str] | None = None,
+    *,
+    owners: np.ndarray | None = None,
 ) -> pa.Table:
     """Long table of k-NN results: one row per (dataset, neighbour).
 
     ``indices`` point into ``neighbor_ids`` (default: ``ids`` themselves).
+    Row ``i`` of ``indices`` is the list of ``ids[owners[i]]`` when
+    ``owners`` is given (a subset of the lists), else of ``ids[i]``.
 
     Returns
     -------
@@ -181,7 +185,7 @@ def knn_table(
         neighbor_ids = pa.array(neighbor_ids, pa.string())
     n, k = indices.shape
     index_type = np.int32 if max(len(ids), len(neighbor_ids)) < 2**31 else np.int64
-    rows = np.repeat(np.arange(n, dtype=index_type), k)
+    rows = np.repeat(np.arange(n, dtype=index_type) if owners is None else owners.astype(index_type), k)
     neighbors = indices.reshape(-1).astype(index_type)
     return pa.table(
         {

@@ -60,9 +60,13 @@ def _search(emb: Embeddings, k: int, method: str, params, progress: Progress) ->
     return found
 
 
-def _searched_table(ids: pa.Array, found: KnnResult) -> pa.Table:
-    """:func:`knn_table` of a search, with how it searched (the same on every row)."""
-    table = knn_table(ids, found.indices, found.similarities)
+def _searched_table(ids: pa.Array, found: KnnResult, owners: np.ndarray | None = None) -> pa.Table:
+    """:func:`knn_table` of a search (of the lists of ``owners`` only, when given), with how it searched
+    (the same on every row)."""
+    if owners is None or owners.size == len(ids):
+        table = knn_table(ids, found.indices, found.similarities)
+    else:
+        table = knn_table(ids, found.indices[owners], found.similarities[owners], owners=owners)
     rows = table.num_rows
     for name, value, arrow_type in (
         ("search_dims", found.search_dims, pa.int16()),
@@ -136,6 +140,7 @@ def updated_neighbors(
     incremental: bool = True,
     max_change_share: float = 0.2,
     ivf_models: dict[str, bytes] | None = None,
+    changed_only: bool = False,
     progress: Progress = None,
 ) -> pa.Table:
     """:func:`nearest_neighbors`, updated from the last run's lists where it can be (issue #17's re-run path).
@@ -156,6 +161,11 @@ def updated_neighbors(
         (:meth:`mdc_clustering.neighbors.IvfModel.to_bytes`; the state
         ``clustering_state.knn_index``): an update searches through this
         fingerprint's when it fits the rows; a full search trains its own.
+    changed_only
+        Return only the lists that changed (every list on the full path),
+        and the first dataset's list when none did, so that the run's facts
+        (the columns that are the same on every row) always have a row. The
+        dbt model returns these: the unchanged lists are already stored.
 
     The update (:func:`mdc_clustering.neighbors.update_knn`) runs when the
     state's fingerprint equals this run's and the new, changed (embedding
@@ -207,19 +217,24 @@ def updated_neighbors(
                                     progress=progress)
     if update is None:
         found = _search(emb, k, method, params, progress)
-        table = _searched_table(emb.ids, found)
-        changed_rows = None
+        ids, changed_rows = emb.ids, None
     else:
         found = update.result
-        table = _searched_table(update.ids, found)
-        changed_rows = update.changed_rows
+        ids, changed_rows = update.ids, update.changed_rows
+    n = len(ids)
+    flags = np.ones(n, bool) if changed_rows is None else np.isin(np.arange(n), changed_rows)
+    owners = np.arange(n)
+    if changed_only:
+        owners = np.flatnonzero(flags)
+        if owners.size == 0 and n:
+            owners = np.zeros(1, np.int64)  # an unchanged list, so that the run's facts have a row
+    table = _searched_table(ids, found, owners)
     rows = table.num_rows
+    width = rows // max(owners.size, 1)
+    owner = np.repeat(owners, width)
     model = found.model.to_bytes() if found.model is not None else None
     table = (table.append_column("ivf_model", pa.array([model] + [None] * (rows - 1) if rows else [], pa.binary()))
              .append_column("ivf_model_reused", constant_column(found.model_reused, pa.bool_(), rows)))
-    width = rows // max(len(emb), 1)
-    owner = np.repeat(np.arange(len(emb)), width)
-    flags = np.ones(len(emb), bool) if changed_rows is None else np.isin(np.arange(len(emb)), changed_rows)
     return (table.append_column("embedding_hash", own_hash.take(pa.array(owner)))
             .append_column("list_changed", pa.array(flags[owner]))
             .append_column("knn_path", constant_column(path, pa.string(), rows))

@@ -1,8 +1,10 @@
-"""k-nearest neighbours (cosine) of every embedded dataset: exact, or approximate (IVF, HNSW) for large N.
+"""The k-NN lists (cosine) this run searched or changed: exact, or approximate (IVF, HNSW) for large N.
 
-A re-run updates the last run's lists (clustering_state.knn_state) for the new, changed and removed
-datasets instead of searching every dataset (mdc_clustering.stages.neighbor_search.updated_neighbors);
-the model knn_state keeps this run's lists for the next, and knn_index the IVF index a full search trained.
+A first run searches every dataset. A re-run updates the last run's lists (clustering_state.knn_state)
+for the new, changed and removed datasets instead (mdc_clustering.stages.neighbor_search.updated_neighbors)
+and returns only the lists that changed: the model knn_state writes them into the stored lists, and the
+view int_dataset_neighbors_searched gives every dataset's list. knn_index keeps the IVF index a full
+search trained.
 """
 
 from mdc_clustering.knn import knn_settings
@@ -36,5 +38,6 @@ def model(dbt, session):
         incremental=reruns.incremental,
         max_change_share=reruns.incremental_max_change_share,
         ivf_models=ivf_models,
-        progress=dbt_progress("int_dataset_neighbors_searched"),
+        changed_only=True,
+        progress=dbt_progress("int_dataset_neighbors_updated"),
     )
