@@ -7,6 +7,7 @@ view int_dataset_neighbors_searched gives every dataset's list. knn_index keeps 
 search trained.
 """
 
+from mdc_clustering.embeddings import read_embeddings
 from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress, state_table_exists
 from mdc_clustering.settings import run_settings
@@ -20,18 +21,24 @@ def model(dbt, session):
     settings = run_settings(run)
     knn, reruns = settings.knn, settings.reruns
     state_exists = state_table_exists(session, "knn_state")
-    state, ivf_models = None, {}
+    state, state_fingerprints, state_hashes, ivf_models = None, None, None, {}
     if state_exists and reruns.incremental:
         stored = dbt.source("clustering_state", "knn_state")
-        state = stored.to_arrow_table()
+        # the lists, and their settings and owners' fingerprints aggregated here (not 3M strings in Arrow)
+        state = stored.select("dataset_id, neighbor_id, neighbor_rank, similarity").to_arrow_table()
+        state_fingerprints = [f for (f,) in stored.aggregate("knn_fingerprint").distinct().fetchall()]
+        state_hashes = stored.filter("neighbor_rank = 1").select("dataset_id, embedding_hash").to_arrow_table()
         if state_table_exists(session, "knn_index"):
             indexes = dbt.source("clustering_state", "knn_index")
             ivf_models = dict(indexes.select("knn_fingerprint, ivf_model").fetchall())
-    current = embeddings.select("dataset_id, embedding, embedding_hash").to_arrow_table()
-    method, params = knn_settings(current.num_rows, **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
+    # the matrix in id order as it streams in (the view's rows are not in id order after a re-run)
+    current = read_embeddings(embeddings)
+    hashes = embeddings.select("dataset_id, embedding_hash").to_arrow_table()
+    method, params = knn_settings(len(current), **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
     return updated_neighbors(
         current,
         knn.k_neighbors,
+        hashes=hashes,
         method=method,
         params=params,
         state=state,
@@ -39,5 +46,7 @@ def model(dbt, session):
         max_change_share=reruns.incremental_max_change_share,
         ivf_models=ivf_models,
         changed_only=True,
+        state_fingerprints=state_fingerprints,
+        state_hashes=state_hashes,
         progress=dbt_progress("int_dataset_neighbors_updated"),
     )

@@ -5,9 +5,12 @@ the embeddings three times at once (DuckDB's sorted result, the Arrow table,
 its combined copy), and the ORDER BY cost a sort of them all.
 :func:`read_embeddings` streams Arrow record batches into
 one preallocated matrix instead, normalising each slice in place if asked.
-The rows come back in ``dataset_id`` order: DuckDB returns a table in
-insertion order and ``stg_chroma__embeddings`` is written in id order, so
-no sort is needed; when the ids are not in order they are sorted here.
+The rows come back in ``dataset_id`` order. ``stg_chroma__embeddings`` is a
+view of the embedding cache, whose rows are in id order after a full pull
+but not after a re-run appended new ones: :func:`read_embeddings` then
+reads the ids first and writes each streamed slice straight to its rows'
+places in id order (no second copy of the matrix), checking that the
+slices come in the order the ids did.
 """
 
 from __future__ import annotations
@@ -99,7 +102,24 @@ def read_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_5
     (``norms`` keeps the L2 norms); a zero row stays zero.
     """
     selected = relation.select("dataset_id, embedding")
-    [(n,)] = selected.aggregate("count(*)").fetchall()
+    listed = selected.select("dataset_id").to_arrow_table().column(0).combine_chunks().cast(pa.string())
+    n = len(listed)
+    if n > 1 and pc.any(pc.greater(listed.slice(0, n - 1), listed.slice(1))).as_py():
+        order = pc.sort_indices(listed).to_numpy()
+        place = np.empty(n, dtype=np.int64)
+        place[order] = np.arange(n)
+        placed = _read_into(selected, n, normalize, batch_rows, listed=listed, place=place)
+        if placed is not None:
+            return Embeddings(listed.take(pa.array(order)), *placed)
+        # the rows came in another order than the ids did: read in their order, then sort (a copy)
+    read = _read_into(selected, n, normalize, batch_rows)
+    return _in_id_order(Embeddings(*read))
+
+
+def _read_into(selected, n: int, normalize: bool, batch_rows: int, *, listed=None, place=None):
+    """Stream the relation into one matrix: in arrival order, or each row at ``place`` (then the slices must
+    come in the order of ``listed``: None when they do not). Returns (ids, matrix, normalize, norms), or
+    (matrix, normalize, norms) with ``place``."""
     matrix: np.ndarray | None = None
     norms = np.empty(n, dtype=np.float32) if normalize else None
     id_chunks: list[pa.Array] = []
@@ -110,19 +130,29 @@ def read_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_5
             raise ClusteringInputError("the embeddings relation grew while it was read; run the build again")
         if matrix is None:
             matrix = np.empty((n, part.shape[1]), dtype=np.float32)
-        out = matrix[at : at + rows]
-        out[:] = part
-        if normalize:
-            norms[at : at + rows] = _normalize_in_place(out)
-        id_chunks.append(ids)
+        if place is None:
+            out = matrix[at : at + rows]
+            out[:] = part
+            if normalize:
+                norms[at : at + rows] = _normalize_in_place(out)
+            id_chunks.append(ids)
+        else:
+            if not ids.equals(listed.slice(at, rows)):
+                return None
+            where = place[at : at + rows]
+            if normalize:
+                norms[where] = _normalize_in_place(part)
+            matrix[where] = part
         at += rows
     if matrix is None:
         dim = _dimension(_arrow_type_of(selected), "embedding") if n == 0 else 0
         matrix = np.empty((0, dim), dtype=np.float32)
     if at != n:
         raise ClusteringInputError("the embeddings relation changed while it was read; run the build again")
+    if place is not None:
+        return matrix, normalize, norms
     ids = pa.chunked_array(id_chunks, pa.string()).combine_chunks() if id_chunks else pa.array([], pa.string())
-    return _in_id_order(Embeddings(ids, matrix, normalize, norms))
+    return ids, matrix, normalize, norms
 
 
 def _normalize_in_place(rows: np.ndarray) -> np.ndarray:

@@ -29,7 +29,10 @@ _M = "model.mdc_clustering."
 # The phase's lineage, edge by edge: Chroma -> embeddings -> k-NN -> threshold
 # -> edges -> Leiden -> datasets / engineered_feature_values / report.
 REQUIRED_EDGES = [
-    ("source.mdc_clustering.chroma.collections", _M + "stg_chroma__embeddings"),
+    ("source.mdc_clustering.chroma.collections", _M + "stg_chroma__ids"),
+    (_M + "stg_chroma__ids", _M + "stg_chroma__embeddings_pulled"),
+    (_M + "stg_chroma__embeddings_pulled", _M + "embedding_cache"),
+    (_M + "embedding_cache", _M + "stg_chroma__embeddings"),
     (_M + "stg_chroma__embeddings", _M + "int_dataset_neighbors_updated"),
     (_M + "int_dataset_neighbors_updated", _M + "knn_state"),
     (_M + "knn_state", _M + "int_dataset_neighbors_searched"),

@@ -187,7 +187,7 @@ BOTH = {"before", "after"}
 # threads the other table's write may or may not have committed meanwhile.
 KILL_POINTS = {
     # Python steps (mdc_clustering.progress.dbt_progress): before any write to the shared tables
-    "stg_chroma__embeddings": {"main.datasets": {"before"}, "main.engineered_feature_values": {"before"}},
+    "stg_chroma__embeddings_pulled": {"main.datasets": {"before"}, "main.engineered_feature_values": {"before"}},
     "int_dataset_neighbors_updated": {"main.datasets": {"before"}, "main.engineered_feature_values": {"before"}},
     "int_datasets_clustered": {"main.datasets": {"before"}, "main.engineered_feature_values": {"before"}},
     # datasets: inside its MERGE statement; after its COMMIT

@@ -37,7 +37,7 @@ BREAKAGES = {
     ),
     "assert_threshold_has_one_row": "delete from clustering.int_similarity_threshold_selected",
     "clustered_datasets_are_embedded_datasets": (
-        "delete from clustering.stg_chroma__embeddings where dataset_id = "
+        "delete from clustering_state.embedding_cache where dataset_id = "
         "(select min(dataset_id) from main.datasets where cluster is not null)"
     ),
 }

@@ -81,3 +81,32 @@ def test_a_list_column_is_refused_with_its_type():
     con.execute("create table emb as select 'a' as dataset_id, [1.0, 2.0]::float[] as embedding")
     with pytest.raises(ClusteringInputError, match="fixed-size list"):
         read_embeddings(con.table("emb"))
+
+
+def test_rows_out_of_id_order_are_placed_by_id_with_their_norms(rng):
+    # a re-run's cache: sorted rows, then the new ones appended
+    n, d = 400, 6
+    ids = [f"ds-{i:04d}" for i in range(0, n, 2)] + [f"ds-{i:04d}" for i in range(1, n, 2)]
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    emb = read_embeddings(_relation(duckdb.connect(), ids, vectors), normalize=True, batch_rows=50)
+    order = np.argsort(ids)
+    assert emb.ids.to_pylist() == sorted(ids)
+    np.testing.assert_allclose(emb.norms, np.linalg.norm(vectors[order], axis=1), rtol=1e-6)
+    np.testing.assert_allclose(emb.matrix, vectors[order] / emb.norms[:, None], rtol=1e-6)
+
+
+def test_slices_that_come_in_another_order_than_the_ids_fall_back_to_a_sort(rng, monkeypatch):
+    import mdc_clustering.embeddings as module
+
+    n, d = 120, 4
+    ids = [f"ds-{i:04d}" for i in rng.permutation(n)]
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    real = module.iter_embeddings
+
+    def reversed_slices(relation, **kwargs):
+        return reversed(list(real(relation, **kwargs)))
+
+    monkeypatch.setattr(module, "iter_embeddings", reversed_slices)
+    emb = read_embeddings(_relation(duckdb.connect(), ids, vectors), batch_rows=30)
+    assert emb.ids.to_pylist() == sorted(ids)
+    np.testing.assert_array_equal(emb.matrix, vectors[np.argsort(ids)])

@@ -88,8 +88,9 @@ def test_boxes_do_not_overlap_and_the_picture_fits_a_readme(drawn):
         for left, right in zip(row, row[1:], strict=False):
             assert layout.x[right] - layout.x[left] >= (layout.width[left] + layout.width[right]) / 2, (left, right)
     width, height = Image.open(path).size
-    # 20 px labels: at least 9 px when the README shows the picture 900 px wide
-    assert 1600 <= width <= 2000 and 1000 <= height <= 2600
+    # 20 px labels: at least 9 px when the README shows the picture 900 px wide (the width sets that; the
+    # height grows with the DAG's rows: the pull and the k-NN lists each run through a state table)
+    assert 1600 <= width <= 2000 and 1000 <= height <= 3200
 
 
 def tiny_manifest() -> dict:

@@ -188,7 +188,9 @@ def test_bad_chroma_collection_fails_the_build_and_changes_nothing(
     assert message in result.stdout
     # the message first: the phase's own errors are printed without a Python traceback
     assert "Traceback" not in result.stdout and "  ClusteringInputError: " in result.stdout
-    assert small.run_results()["model.mdc_clustering.stg_chroma__embeddings"] == "error"
+    # a missing or empty collection stops the plan (listing its ids); a bad vector stops the read
+    failing = "stg_chroma__embeddings_pulled" if collection == "with_zero" else "stg_chroma__ids"
+    assert small.run_results()[f"model.mdc_clustering.{failing}"] == "error"
     assert after == before
 
 

@@ -149,7 +149,7 @@ def test_store_of_another_pipeline_stops_before_any_model_writes(user, other_sto
     assert "Only in Chroma, e.g.: 'R/ds" in out and "Only in datasets, e.g.: 'user-" in out
     assert "Traceback" not in out
     status = user.run_results()
-    assert status["model.mdc_clustering.stg_chroma__embeddings"] == "error"
+    assert status["model.mdc_clustering.stg_chroma__ids"] == "error"
     for writer in ("datasets", "engineered_feature_values", "cluster_label_registry"):
         assert status[f"model.mdc_clustering.{writer}"] == "skipped"
     _unchanged(user, reliability, before_md5, before_rows)

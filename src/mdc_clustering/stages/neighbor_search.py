@@ -131,9 +131,10 @@ def knn_fingerprint(k: int, method: str, params, dim: int) -> str:
 
 
 def updated_neighbors(
-    embeddings: pa.Table,
+    embeddings: pa.Table | Embeddings,
     k: int,
     *,
+    hashes: pa.Table | None = None,
     method: str = "exact",
     params: IvfParams | HnswParams | None = None,
     state: pa.Table | None = None,
@@ -141,6 +142,8 @@ def updated_neighbors(
     max_change_share: float = 0.2,
     ivf_models: dict[str, bytes] | None = None,
     changed_only: bool = False,
+    state_fingerprints: list[str] | None = None,
+    state_hashes: pa.Table | None = None,
     progress: Progress = None,
 ) -> pa.Table:
     """:func:`nearest_neighbors`, updated from the last run's lists where it can be (issue #17's re-run path).
@@ -150,7 +153,11 @@ def updated_neighbors(
     embeddings
         ``dataset_id``, ``embedding`` and ``embedding_hash`` (the pull's
         fingerprint of each embedding; see
-        :func:`mdc_clustering.stages.pull.embedding_hashes`).
+        :func:`mdc_clustering.stages.pull.embedding_hashes`); or
+        :class:`~mdc_clustering.embeddings.Embeddings`, with ``hashes``.
+    hashes
+        ``dataset_id``, ``embedding_hash`` in any order (default: the
+        columns of ``embeddings``).
     state
         The last run's ``clustering_state.knn_state`` (None before any):
         :func:`nearest_neighbors`'s ``dataset_id``, ``neighbor_id``,
@@ -161,6 +168,11 @@ def updated_neighbors(
         (:meth:`mdc_clustering.neighbors.IvfModel.to_bytes`; the state
         ``clustering_state.knn_index``): an update searches through this
         fingerprint's when it fits the rows; a full search trains its own.
+    state_fingerprints, state_hashes
+        The distinct ``knn_fingerprint`` values of ``state``, and one row
+        per stored list (``dataset_id``, ``embedding_hash``), when the caller
+        has them (a SQL aggregate is cheaper); ``state`` then needs only the
+        list columns. Default: computed from ``state``.
     changed_only
         Return only the lists that changed (every list on the full path),
         and the first dataset's list when none did, so that the run's facts
@@ -189,18 +201,25 @@ def updated_neighbors(
 
     emb = as_embeddings(embeddings)
     fingerprint = knn_fingerprint(k, method, params, emb.matrix.shape[1])
-    hashes = pc.index_in(emb.ids, value_set=embeddings.column("dataset_id"))  # Embeddings sorts by id
-    own_hash = embeddings.column("embedding_hash").take(hashes)
+    if hashes is None:
+        hashes = embeddings.select(["dataset_id", "embedding_hash"])
+    at = pc.index_in(emb.ids, value_set=hashes.column("dataset_id").combine_chunks().cast(pa.string()))
+    if at.null_count:
+        raise ClusteringInputError("hashes: an embedded dataset has no embedding_hash row")
+    own_hash = hashes.column("embedding_hash").take(at)
     path, reason, update = "full", "incremental is off", None
     if incremental:
         if state is None or state.num_rows == 0:
             reason = "full search: no k-NN lists stored by an earlier run"
-        elif pc.unique(state.column("knn_fingerprint")).to_pylist() != [fingerprint]:
+        elif (sorted(state_fingerprints) if state_fingerprints is not None
+              else pc.unique(state.column("knn_fingerprint")).to_pylist()) != [fingerprint]:
             reason = "full search: the k-NN settings (k, method, parameters) or the dimension changed"
         else:
-            owners = state.group_by("dataset_id").aggregate([("embedding_hash", "min")])
-            stored = dict(zip(owners.column("dataset_id").to_pylist(), owners.column("embedding_hash_min").to_pylist(),
-                              strict=True))
+            if state_hashes is None:
+                owners = state.group_by("dataset_id").aggregate([("embedding_hash", "min")])
+                state_hashes = owners.rename_columns(["dataset_id", "embedding_hash"])
+            stored = dict(zip(state_hashes.column("dataset_id").to_pylist(),
+                              state_hashes.column("embedding_hash").to_pylist(), strict=True))
             current = dict(zip(emb.ids.to_pylist(), own_hash.to_pylist(), strict=True))
             changed = [i for i, h in current.items() if i in stored and stored[i] != h]
             new = sum(1 for i in current if i not in stored)

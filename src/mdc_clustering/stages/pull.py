@@ -27,9 +27,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..chroma_reader import empty_embeddings_table, list_ids, read_items
+from ..errors import ClusteringInputError
 from ._arrow import Progress, constant_column
 
-__all__ = ["PullPlan", "embedding_hashes", "pull_embeddings"]
+__all__ = ["PullPlan", "embedding_hashes", "plan_pull", "planned_ids", "pull_embeddings", "read_planned"]
 
 _HASH_WEIGHTS = np.random.default_rng(20261202).integers(1, 2**63, size=8192, dtype=np.uint64) | np.uint64(1)
 _HASH_ROWS = 16_384
@@ -95,6 +96,108 @@ def _plan(ids: list[str], cached: pa.Table | None, fingerprints: dict[str, str |
     )
 
 
+def plan_pull(
+    path: str,
+    name: str,
+    *,
+    cached: pa.Table | None,
+    fingerprints: pa.Table,
+    incremental: bool = True,
+    max_change_share: float = 0.2,
+    check_sample: int = 200,
+    cached_sample: pa.Table | None = None,
+    page_size: int = 2000,
+    on_invalid: str = "error",
+    dataset_ids=None,
+    min_id_overlap: float = 0.0,
+    datasets_source: str = "datasets",
+    progress: Progress = None,
+) -> tuple[PullPlan, list[str], dict[str, str | None]]:
+    """Which embeddings this run reads from Chroma: the plan, the collection's ids and the text fingerprints.
+
+    Lists the collection's ids (the id-overlap check stops a store of
+    another pipeline here, before any embedding is read), compares them with
+    the cache, and reads up to ``check_sample`` cached rows back from Chroma
+    to compare (any difference means the full path). ``cached`` needs only
+    ``dataset_id``, ``text_md5``, ``chroma_path`` and ``collection_name``;
+    the rows compared are ``cached_sample``'s (``dataset_id``,
+    ``embedding``: a random sample of the cache; rows no longer kept are
+    skipped), or a random sample of ``cached`` when it holds ``embedding``.
+    """
+    ids = list_ids(path, name, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
+                   datasets_source=datasets_source)
+    md5 = dict(zip(fingerprints.column("dataset_id").to_pylist(), fingerprints.column("text_md5").to_pylist(),
+                   strict=True))
+    plan = _plan(ids, cached, md5, store=(str(path), name), incremental=incremental,
+                 max_change_share=max_change_share)
+    if plan.path == "incremental" and check_sample > 0 and plan.kept:
+        keep_ids = pa.array(sorted(set(ids) - set(plan.changed) - set(plan.new)), pa.string())
+        if cached_sample is None:
+            rng = np.random.default_rng()
+            sample = pc.take(keep_ids, np.sort(rng.choice(len(keep_ids), min(check_sample, len(keep_ids)),
+                                                           replace=False)))
+            stored = cached.filter(pc.is_in(cached.column("dataset_id"), value_set=sample)).sort_by("dataset_id")
+        else:
+            stored = cached_sample.filter(pc.is_in(cached_sample.column("dataset_id"), value_set=keep_ids))
+            stored = stored.slice(0, check_sample).sort_by("dataset_id")
+            sample = stored.column("dataset_id").combine_chunks()
+        if len(sample):
+            fresh = read_items(path, name, sample.to_pylist(), page_size=page_size, on_invalid=on_invalid,
+                               progress=progress)
+            differ = _differing_rows(fresh, stored)
+            if differ:
+                plan = PullPlan("full", f"{differ} of {len(sample)} cached embeddings checked differ from Chroma")
+    return plan, ids, md5
+
+
+def planned_ids(plan: PullPlan, ids: list[str], md5: dict[str, str | None], seconds: float) -> pa.Table:
+    """The plan as a table: one row per id of the collection (``dataset_id``, ``text_md5``, ``to_read``), and,
+    the same on every row, ``pull_path``, ``pull_reason`` and ``plan_seconds``."""
+    n = len(ids)
+    to_read = np.ones(n, bool)
+    if plan.path == "incremental":
+        to_read = pc.is_in(pa.array(ids, pa.string()), value_set=pa.array(plan.to_read, pa.string())).to_numpy(
+            zero_copy_only=False)
+    return pa.table({
+        "dataset_id": pa.array(ids, pa.string()),
+        "text_md5": pa.array([md5.get(i) for i in ids], pa.string()),
+        "to_read": pa.array(to_read),
+        "pull_path": constant_column(plan.path, pa.string(), n),
+        "pull_reason": constant_column(plan.reason, pa.string(), n),
+        "plan_seconds": constant_column(seconds, pa.float64(), n),
+    })
+
+
+def read_planned(path: str, name: str, planned: pa.Table, *, dim: int | None = None, page_size: int = 2000,
+                 on_invalid: str = "error", progress: Progress = None) -> pa.Table:
+    """The embeddings a plan (:func:`planned_ids`) reads from Chroma, with their state columns.
+
+    Returns :func:`~mdc_clustering.chroma_reader.read_collection`'s columns
+    (sorted by ``dataset_id``) plus ``text_md5``, ``embedding_hash``,
+    ``pulled`` (true) and ``read_seconds`` (the same on every row); no
+    rows when the plan reads nothing (``dim`` then gives the embedding
+    type). On the incremental path, embeddings of another dimension than
+    ``dim`` (the cache's) stop the run: the cache cannot hold both.
+    """
+    started = time.perf_counter()
+    rows = planned.filter(planned.column("to_read"))
+    which = rows.column("dataset_id").to_pylist()
+    md5 = dict(zip(which, rows.column("text_md5").to_pylist(), strict=True))
+    fresh = (read_items(path, name, which, page_size=page_size, on_invalid=on_invalid, progress=progress)
+             if which else empty_embeddings_table(dim or 1))
+    read_dim = fresh.schema.field("embedding").type.list_size
+    incremental = planned.num_rows and planned.column("pull_path")[0].as_py() == "incremental"
+    if incremental and dim is not None and fresh.num_rows and read_dim != dim:
+        raise ClusteringInputError(
+            f"Chroma's embeddings now have dimension {read_dim}, the cached ones {dim}: the collection was "
+            "embedded again with another model. Run once with --vars '{incremental: false}' to read every "
+            "embedding again."
+        )
+    table = _with_state_columns(fresh, md5)
+    seconds = time.perf_counter() - started
+    return table.append_column("read_seconds", constant_column(seconds, pa.float64(), table.num_rows))
+
+
 def pull_embeddings(
     path: str,
     name: str,
@@ -111,7 +214,12 @@ def pull_embeddings(
     datasets_source: str = "datasets",
     progress: Progress = None,
 ) -> pa.Table:
-    """The run's embeddings: the cache where it still holds, Chroma for the rest.
+    """The run's embeddings, whole: the cache where it still holds, Chroma for the rest.
+
+    The dbt project splits this in two models (stg_chroma__ids plans with
+    :func:`plan_pull`, stg_chroma__embeddings_pulled reads with
+    :func:`read_planned`) and keeps the whole in the cache table; this
+    function is the same pull for a caller that holds the cache itself.
 
     Parameters
     ----------
@@ -135,24 +243,12 @@ def pull_embeddings(
         ``pull_seconds``.
     """
     started = time.perf_counter()
-    ids = list_ids(path, name, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
-                   datasets_source=datasets_source)
-    md5 = dict(zip(fingerprints.column("dataset_id").to_pylist(), fingerprints.column("text_md5").to_pylist(),
-                   strict=True))
-    plan = _plan(ids, cached, md5, store=(str(path), name), incremental=incremental,
-                 max_change_share=max_change_share)
+    plan, ids, md5 = plan_pull(path, name, cached=cached, fingerprints=fingerprints, incremental=incremental,
+                               max_change_share=max_change_share, check_sample=check_sample, page_size=page_size,
+                               on_invalid=on_invalid, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
+                               datasets_source=datasets_source, progress=progress)
     read = lambda which: read_items(path, name, which, page_size=page_size, on_invalid=on_invalid,  # noqa: E731
                                     progress=progress)
-    if plan.path == "incremental" and check_sample > 0 and plan.kept:
-        keep_ids = pa.array(sorted(set(ids) - set(plan.changed) - set(plan.new)), pa.string())
-        rng = np.random.default_rng()
-        sample = pc.take(keep_ids, np.sort(rng.choice(len(keep_ids), min(check_sample, len(keep_ids)),
-                                                       replace=False)))
-        fresh = read(sample.to_pylist())
-        stored = cached.filter(pc.is_in(cached.column("dataset_id"), value_set=sample)).sort_by("dataset_id")
-        differ = _differing_rows(fresh, stored)
-        if differ:
-            plan = PullPlan("full", f"{differ} of {len(sample)} cached embeddings checked differ from Chroma")
     if plan.path == "full":
         pulled = read(ids)
         table = _with_state_columns(pulled, md5)

@@ -1,13 +1,19 @@
 {#-
-    The embeddings of this run, kept in clustering_state.embedding_cache for
-    the next run (read back as the source clustering_state.embedding_cache by
-    stg_chroma__embeddings, which then reads from Chroma only new datasets
-    and those whose text changed). Each run writes only the rows it read from
-    Chroma (`pulled`; all of them when the pull took the full path) and the
-    pre-hook, in the model's transaction, deletes the ids that left the
-    collection (on a first run there is no table yet: nothing to delete). `full_refresh: false`: `--full-refresh` never empties it (set
-    the setting `incremental: false` to read everything from Chroma again).
+    Every embedding of the collection (clustering_state.embedding_cache),
+    kept across runs: the view stg_chroma__embeddings reads them from here,
+    and the next run's stg_chroma__ids reads the ids and text fingerprints
+    back (as the source clustering_state.embedding_cache) and plans to read
+    from Chroma only new datasets and those whose text changed. Each run
+    writes only the rows it read from Chroma (stg_chroma__embeddings_pulled;
+    all of them when the pull took the full path) and the pre-hook, in the
+    model's transaction, deletes the ids that are no longer in the
+    collection (stg_chroma__ids; on a first run there is no table yet:
+    nothing to delete). In the staging folder because the
+    embeddings run through it. `full_refresh: false`: `--full-refresh` never
+    empties it (set the setting `incremental: false` to read everything from
+    Chroma again).
 -#}
+-- depends_on: {{ ref('stg_chroma__ids') }}
 {{
     config(
         materialized='incremental',
@@ -19,7 +25,7 @@
         tags=['clustering', 'features'],
         pre_hook=(
             "{% if is_incremental() %}delete from {{ this }} where dataset_id not in (select dataset_id from "
-            ~ "{{ ref('stg_chroma__embeddings') }}){% endif %}"
+            ~ "{{ ref('stg_chroma__ids') }}){% endif %}"
         ),
     )
 }}
@@ -28,7 +34,7 @@ with
 
 embeddings as (
 
-    select * from {{ ref('stg_chroma__embeddings') }}
+    select * from {{ ref('stg_chroma__embeddings_pulled') }}
 
 ),
 
@@ -63,9 +69,6 @@ cached as (
         '{{ invocation_id }}' as pulled_run_id,
     from embeddings
     cross join clustered_collection
-    {%- if is_incremental() %}
-    where embeddings.pulled
-    {%- endif %}
 
 )
 
