@@ -41,14 +41,24 @@ embeddings as (
 
 ),
 
-{% if is_incremental() -%}
 stored as (
 
-    select * from {{ this }}
+    {% if is_incremental() -%}
+        select
+            state.dataset_id,
+            state.embedding_hash,
+            state.exact_neighbor_ids,
+        from {{ this }} as state
+    {%- else -%}
+        -- first run: nothing stored
+        select
+            cast(null as varchar) as dataset_id,
+            cast(null as bigint) as embedding_hash,
+            cast(null as varchar[]) as exact_neighbor_ids,
+        where false
+    {%- endif %}
 
 ),
-
-{% endif -%}
 
 sampled as (
 
@@ -68,24 +78,20 @@ unsampled as (
     select
         embeddings.dataset_id,
         embeddings.embedding_hash,
-        cast(null as varchar []) as exact_neighbor_ids,
-        cast(null as float []) as exact_similarities,
+        cast(null as varchar[]) as exact_neighbor_ids,
+        cast(null as float[]) as exact_similarities,
         cast(null as float) as exact_kth_similarity,
         cast(null as varchar) as recall_fingerprint,
     from embeddings
     left join scored on embeddings.dataset_id = scored.dataset_id
-    {%- if is_incremental() %}
-        left join stored on embeddings.dataset_id = stored.dataset_id
-    {%- endif %}
+    left join stored on embeddings.dataset_id = stored.dataset_id
     where
         scored.dataset_id is null
-        {%- if is_incremental() %}
-            and (
-                stored.dataset_id is null
-                or stored.embedding_hash <> embeddings.embedding_hash
-                or stored.exact_neighbor_ids is not null
-            )
-        {%- endif %}
+        and (
+            stored.dataset_id is null
+            or stored.embedding_hash <> embeddings.embedding_hash
+            or stored.exact_neighbor_ids is not null
+        )
 
 ),
 
