@@ -129,7 +129,7 @@ def streamed_top_k(queries: np.ndarray, query_ids: pa.Array, batches, k: int) ->
         top_sims, top = faiss.knn(queries, rows, min(k + 1, len(rows)), faiss.METRIC_INNER_PRODUCT)
         own = pc.fill_null(pc.index_in(query_ids, value_set=ids), -1).to_numpy()  # each query's row in the slice
         top_sims[(top == own[:, None]) & (own[:, None] >= 0)] = -np.inf  # a query is never its own neighbour
-        named = np.asarray(ids.to_pylist(), dtype=object)[np.maximum(top, 0)]
+        named = np.asarray(ids.take(pa.array(np.maximum(top, 0).ravel())).to_pylist(), object).reshape(top.shape)
         both = np.concatenate([best, top_sims], axis=1)
         both_ids = np.concatenate([best_ids, named], axis=1)
         keep = np.argsort(-both, axis=1, kind="stable")[:, :k]
