@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from .errors import ClusteringInputError
 
-__all__ = ["Embeddings", "as_embeddings", "embedding_matrix", "iter_embeddings", "read_embeddings"]
+__all__ = ["Embeddings", "as_embeddings", "embedding_matrix", "iter_embeddings", "read_embeddings", "rows_reader"]
 
 
 @dataclass
@@ -174,3 +174,17 @@ def _in_id_order(emb: Embeddings) -> Embeddings:
     order = pc.sort_indices(emb.ids).to_numpy()
     norms = None if emb.norms is None else emb.norms[order]
     return Embeddings(emb.ids.take(pa.array(order)), np.ascontiguousarray(emb.matrix[order]), emb.normalized, norms)
+
+
+def rows_reader(relation, session, *, normalize: bool = True):
+    """A function ``ids -> Embeddings`` reading only those ids' rows of ``relation`` (a DuckDB semi join).
+
+    ``session`` is the connection ``relation`` belongs to (a dbt Python
+    model's ``session``); ids without a row are left out.
+    """
+
+    def rows_of(ids: pa.Array) -> Embeddings:
+        wanted = session.from_arrow(pa.table({"wanted_id": pa.array(ids, pa.string())})).set_alias("wanted")
+        return read_embeddings(relation.join(wanted, "dataset_id = wanted_id", how="semi"), normalize=normalize)
+
+    return rows_of

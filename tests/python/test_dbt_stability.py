@@ -92,6 +92,57 @@ def test_the_rerun_updated_the_stored_knn_lists_to_what_a_full_search_gives(grow
         (len(ids) * k, len(ids))]
 
 
+def test_the_rerun_updated_the_stored_recall_answers_to_what_a_full_computation_gives(grown):
+    """The +5% build updated the recall sample's stored exact answers: equal to brute force and to a full
+    measurement (the package's full path on the same rows, what `incremental: false` builds)."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    from mdc_clustering.embeddings import iter_embeddings, rows_reader
+    from mdc_clustering.stages.recall import recall_summary, scored_recall_sample
+
+    wh, _, _, _ = grown
+    [(path, reason, searched, recall)] = wh.query(
+        "select recall_path, recall_reason, samples_searched, recall_at_k from clustering.int_knn_recall_measured")
+    assert path == "incremental" and reason.startswith("incremental update: 5.0% of datasets touched (115 new")
+    assert 0 < searched < 1000  # the new datasets that entered the sample, and lists that a new one could not join
+    con = duckdb.connect()
+    embeddings = pa.table({name: [row[i] for row in wh.query(
+        "select dataset_id, embedding, embedding_hash from clustering.stg_chroma__embeddings order by dataset_id")]
+        for i, name in enumerate(["dataset_id", "embedding", "embedding_hash"])})
+    x = np.asarray(embeddings.column("embedding").to_pylist(), np.float32)
+    d = x.shape[1]
+    con.register("src", embeddings)
+    relation = con.sql(f"select dataset_id, embedding::float[{d}] as embedding, embedding_hash from src")
+    scored = wh.query("select dataset_id, exact_kth_similarity, found from clustering.int_knn_recall_sample_scored "
+                      "order by dataset_id")
+    sample = [row[0] for row in scored]
+    neighbors = pa.table({name: [row[i] for row in wh.query(
+        "select dataset_id, neighbor_id, neighbor_rank, search_dims, ivf_nlist, ivf_nprobe "
+        f"from clustering.int_dataset_neighbors_searched where dataset_id in {tuple(sample)}")]
+        for i, name in enumerate(["dataset_id", "neighbor_id", "neighbor_rank", "search_dims", "ivf_nlist",
+                                  "ivf_nprobe"])})
+    full = scored_recall_sample(
+        embeddings.select(["dataset_id", "embedding_hash"]), pa.array(sample), neighbors,
+        rows_of=rows_reader(relation, con), search_space=lambda: iter_embeddings(relation, normalize=True),
+        method="exact", k=30, incremental=False)
+    assert full["recall_path"][0].as_py() == "full"
+    assert recall_summary(full)["recall_at_k"][0].as_py() == recall
+    assert full.column("found").to_pylist() == [row[2] for row in scored]
+    # brute force: each sampled dataset's 30th similarity among all others
+    unit = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
+    at = {i: n for n, i in enumerate(embeddings.column("dataset_id").to_pylist())}
+    rows = np.array([at[i] for i in sample])
+    sims = unit[rows] @ unit.T
+    sims[np.arange(len(rows)), rows] = -np.inf
+    kth = -np.sort(-sims, axis=1)[:, 29]
+    np.testing.assert_allclose([row[1] for row in scored], kth, atol=1e-5)
+    # the state holds every dataset's fingerprint and the sample's answers
+    assert wh.query("select count(*), count(exact_neighbor_ids) from clustering_state.recall_state") == [
+        (len(at), 1000)]
+
+
 def test_registry_never_reuses_a_label(grown):
     wh, _, _, registry_before = grown
     rows = wh.query("select label, label_number, status, created_run_id from clustering_state.cluster_label_registry")
@@ -137,6 +188,9 @@ def test_full_refresh_keeps_the_state_and_every_run_is_in_the_history(grown):
     assert (wh.report["pull"]["read_from_chroma"], wh.report["pull"]["from_cache"]) == (5, 2293 - 5)
     # the same embeddings: the stored k-NN lists are reused whole, none changed
     assert (wh.report["knn_update"]["path"], wh.report["knn_update"]["lists_changed"]) == ("incremental", 0)
+    # and the recall sample's exact answers too: no search at all
+    assert wh.query("select recall_path, samples_searched from clustering.int_knn_recall_measured") == [
+        ("incremental", 0)]
     # three builds, three rows, oldest first: 95% of the sample, then all of it (115 new read), then 5 re-read
     history = wh.query(
         "select pull_path, n_datasets, n_clusters, labels_kept, step_seconds from clustering_state.run_history "

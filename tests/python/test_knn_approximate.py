@@ -168,8 +168,9 @@ def test_streamed_recall_equals_the_in_memory_measure(rng, batch_rows):
     import pyarrow as pa
     from test_embeddings import _relation
 
-    from mdc_clustering.embeddings import iter_embeddings, read_embeddings
-    from mdc_clustering.tables import knn_recall_table
+    from mdc_clustering.embeddings import iter_embeddings, rows_reader
+    from mdc_clustering.stages.pull import embedding_hashes
+    from mdc_clustering.tables import recall_summary, scored_recall_sample
 
     x = clustered(rng, n=1500, d=16, centres=10)
     x[7] = x[8]  # a duplicate: ties with the k-th must count as hits in both
@@ -177,7 +178,8 @@ def test_streamed_recall_equals_the_in_memory_measure(rng, batch_rows):
     weak = hnsw_knn(x, 12, HnswParams(m=2, ef_construction=4, ef_search=1)).indices
     sample = np.sort(rng.choice(len(x), 80, replace=False))
     sample[0] = 7
-    rel = _relation(duckdb.connect(), ids, x)
+    con = duckdb.connect()
+    rel = _relation(con, ids, x)
     rows = [(ids[i], ids[j], r + 1, 16) for i in sample for r, j in enumerate(weak[i])]
     sample_neighbors = pa.table(
         {
@@ -189,15 +191,17 @@ def test_streamed_recall_equals_the_in_memory_measure(rng, batch_rows):
             "ivf_nprobe": pa.nulls(len(rows), pa.int32()),
         }
     )
-    sampled = rel.filter(f"dataset_id in ({', '.join(repr(ids[i]) for i in sample)})")
-    table = knn_recall_table(
-        iter_embeddings(rel, normalize=True, batch_rows=batch_rows),
-        read_embeddings(sampled, normalize=True),
+    current = pa.table({"dataset_id": ids, "embedding_hash": pa.array(embedding_hashes(x), pa.int64())})
+    table = recall_summary(scored_recall_sample(
+        current,
+        pa.array([ids[i] for i in sample]),
         sample_neighbors,
+        rows_of=rows_reader(rel, con),
+        search_space=lambda: iter_embeddings(rel, normalize=True, batch_rows=batch_rows),
         method="hnsw",
         k=12,
         params=HnswParams(),
-    )
+    ))
     expected = knn_recall(x, sample, weak[sample])
     assert table.column("recall_at_k")[0].as_py() == pytest.approx(expected, abs=1e-9)
     assert 0.2 < expected < 0.95  # the weak index really misses neighbours

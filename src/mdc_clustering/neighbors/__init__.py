@@ -4,6 +4,8 @@
 - IVF (:mod:`._ivf`): :func:`ivf_knn` with :class:`IvfParams`;
 - HNSW (:mod:`._hnsw`): :func:`hnsw_knn` with :class:`HnswParams`;
 - recall (:mod:`._recall`): :func:`knn_recall` and its parts, against exact search;
+  :func:`update_exact_answers` (:mod:`._recall_update`) updates a recall
+  sample's stored exact answers for new, changed and removed datasets;
 - incremental (:mod:`._incremental`): :func:`update_knn` updates a previous
   run's lists (:class:`PreviousKnn`) for new, changed and removed datasets;
   :func:`decide_full_run` says when a full search should run instead.
@@ -26,12 +28,14 @@ from ._incremental import (
     update_knn,
 )
 from ._ivf import IvfModel, IvfParams, ivf_knn
-from ._recall import distinct_others, knn_recall, recall_from_kth, streamed_kth_similarity
+from ._recall import TopK, distinct_others, knn_recall, kth_of, recall_from_kth, streamed_kth_similarity, streamed_top_k
+from ._recall_update import ExactAnswers, recall_fingerprint, update_exact_answers
 from ._settings import KNN_METHODS, choose_knn_method, knn_settings
 
 __all__ = [
     "INCREMENTAL_MAX_CHANGE_SHARE",
     "KNN_METHODS",
+    "ExactAnswers",
     "FullRunDecision",
     "HnswParams",
     "IvfModel",
@@ -40,6 +44,7 @@ __all__ = [
     "KnnUpdate",
     "KnnUpdateStats",
     "PreviousKnn",
+    "TopK",
     "choose_knn_method",
     "decide_full_run",
     "distinct_others",
@@ -47,12 +52,16 @@ __all__ = [
     "hnsw_knn",
     "ivf_knn",
     "knn_recall",
+    "kth_of",
     "knn_settings",
     "knn_table",
     "normalize_rows",
     "pair_similarities",
     "query_knn",
+    "recall_fingerprint",
     "recall_from_kth",
     "streamed_kth_similarity",
+    "streamed_top_k",
+    "update_exact_answers",
     "update_knn",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,14 +85,43 @@ def streamed_kth_similarity(queries: np.ndarray, query_ids: pa.Array, batches, k
     faiss's blocks of one slice, never the search space. With fewer than ``k``
     other rows, the smallest of them.
     """
+    return kth_of(streamed_top_k(queries, query_ids, batches, k).similarities)
+
+
+@dataclass(frozen=True, eq=False)
+class TopK:
+    """Each query's exact ``k`` most similar other rows, by decreasing similarity.
+
+    ``neighbors``: object ``(s, k)`` of dataset ids (None past the end of a
+    short list); ``similarities``: float32, same shape (``-inf`` there). A
+    list is short only when the search space holds fewer than ``k`` other rows.
+    """
+
+    neighbors: np.ndarray
+    similarities: np.ndarray
+
+
+def kth_of(similarities: np.ndarray) -> np.ndarray:
+    """The last finite similarity of each row of a :class:`TopK` (``-inf`` for an empty list)."""
+    if similarities.shape[1] == 0:
+        return np.full(len(similarities), -np.inf, np.float32)
+    filled = np.isfinite(similarities).sum(axis=1)
+    return similarities[np.arange(len(similarities)), np.maximum(filled - 1, 0)]
+
+
+def streamed_top_k(queries: np.ndarray, query_ids: pa.Array, batches, k: int) -> TopK:
+    """Exact top ``k`` of each query among all rows but itself, in one pass over ``batches``.
+
+    As :func:`streamed_kth_similarity` (same arguments, same memory bound),
+    keeping the neighbours' ids too.
+    """
     import faiss
 
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     best = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    seen = 0
+    best_ids = np.full((len(queries), k), None, dtype=object)
     for ids, rows in batches:
-        seen += len(ids)
-        if len(queries) == 0:
+        if len(queries) == 0 or k == 0:
             continue
         # the slice's k + 1 best (faiss: one BLAS product and a heap per query), then the query itself
         # dropped: k others remain whenever the slice has them
@@ -98,8 +129,11 @@ def streamed_kth_similarity(queries: np.ndarray, query_ids: pa.Array, batches, k
         top_sims, top = faiss.knn(queries, rows, min(k + 1, len(rows)), faiss.METRIC_INNER_PRODUCT)
         own = pc.fill_null(pc.index_in(query_ids, value_set=ids), -1).to_numpy()  # each query's row in the slice
         top_sims[(top == own[:, None]) & (own[:, None] >= 0)] = -np.inf  # a query is never its own neighbour
+        named = np.asarray(ids.take(pa.array(np.maximum(top, 0).ravel())).to_pylist(), object).reshape(top.shape)
         both = np.concatenate([best, top_sims], axis=1)
-        best = -np.partition(-both, k - 1, axis=1)[:, :k]
-    others = max(0, seen - 1)
-    best.sort(axis=1)
-    return best[:, max(0, k - min(k, others))] if others else np.full(len(queries), -np.inf, np.float32)
+        both_ids = np.concatenate([best_ids, named], axis=1)
+        keep = np.argsort(-both, axis=1, kind="stable")[:, :k]
+        best = np.take_along_axis(both, keep, axis=1)
+        best_ids = np.take_along_axis(both_ids, keep, axis=1)
+    best_ids[~np.isfinite(best)] = None
+    return TopK(best_ids, best)
