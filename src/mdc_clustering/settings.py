@@ -330,7 +330,8 @@ class RerunSettings(_Group):
     incremental: StrictBool = _setting(
         True, "true or false",
         "Re-runs read from Chroma only new datasets and those whose text changed (the rest from "
-        "clustering_state.embedding_cache, spot-checked); false = read everything every run.",
+        "clustering_state.embedding_cache, spot-checked), update the stored k-NN lists and the recall "
+        "sample's exact answers for what changed; false = read and search everything every run.",
     )
     incremental_max_change_share: Number = _setting(
         0.2, "a number in [0, 1]",
