@@ -134,3 +134,23 @@ def test_embedding_hashes_are_exact_and_independent_of_the_chunking():
     y[5, 3] = np.nextafter(y[5, 3], np.float32(10))  # one bit of one value
     assert (embedding_hashes(y) != h).tolist() == [i == 5 for i in range(len(x))]
     assert len(np.unique(h)) == len(x)
+
+
+def test_a_read_of_another_dimension_than_the_cache_stops_with_the_fix(tmp_path):
+    from mdc_clustering.errors import ClusteringInputError
+    from mdc_clustering.stages.pull import PullPlan, planned_ids, read_planned
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / "chroma"
+    ids, matrix = _store(path, rng)
+    plan = PullPlan("incremental", "1 new", new=[ids[0]])
+    planned = planned_ids(plan, ids, {i: "t" for i in ids}, 0.1)
+    assert planned.column("to_read").to_pylist() == [True] + [False] * (N - 1)
+    # the cache holds vectors of dimension D + 4: this run's D-dimensional read cannot join them
+    with pytest.raises(ClusteringInputError, match=f"dimension {D}, the cached ones {D + 4}.*drop table "
+                       "clustering_state.embedding_cache"):
+        read_planned(str(path), "items", planned, dim=D + 4)
+    # the same dimension reads just the planned row, with its fingerprint
+    read = read_planned(str(path), "items", planned, dim=D)
+    assert read.column("dataset_id").to_pylist() == [ids[0]]
+    assert np.array_equal(read.column("embedding_hash").to_numpy(), embedding_hashes(matrix[:1]))

@@ -190,8 +190,9 @@ def read_planned(path: str, name: str, planned: pa.Table, *, dim: int | None = N
     if incremental and dim is not None and fresh.num_rows and read_dim != dim:
         raise ClusteringInputError(
             f"Chroma's embeddings now have dimension {read_dim}, the cached ones {dim}: the collection was "
-            "embedded again with another model. Run once with --vars '{incremental: false}' to read every "
-            "embedding again."
+            "embedded again with another model, and the cache table cannot hold both. Drop the cache (it "
+            "holds only copies of Chroma's embeddings): `drop table clustering_state.embedding_cache`, then "
+            "build again to read every embedding."
         )
     table = _with_state_columns(fresh, md5)
     seconds = time.perf_counter() - started
