@@ -52,6 +52,17 @@ class KnnResult:
     model_reused: bool | None = None
 
 
+def as_strings(values) -> pa.Array:
+    """``values`` (Arrow array or chunked array, dictionary-encoded or not, or a sequence) as a string array."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        values = pa.array(list(values), pa.string())
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    return values.cast(pa.string())
+
+
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     """Return a float32 C-contiguous copy of ``vectors`` with unit L2 rows."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -70,6 +70,7 @@ from ..embeddings import Embeddings, as_embeddings
 from ..errors import ClusteringInputError
 from ..validation import nonnegative_int, positive_int
 from ._common import KnnResult, normalize_rows, pair_similarities
+from ._common import as_strings as _strings
 from ._exact import _BLOCK_VALUES, query_knn, top_k_of_block
 from ._hnsw import HnswParams, hnsw_knn
 from ._ivf import IvfModel, IvfParams, ivf_knn
@@ -556,17 +557,6 @@ def _fit(a: np.ndarray, width: int, fill) -> np.ndarray:
     if a.shape[1] >= width:
         return np.ascontiguousarray(a[:, :width])
     return np.concatenate([a, np.full((a.shape[0], width - a.shape[1]), fill, a.dtype)], axis=1)
-
-
-def _strings(values) -> pa.Array:
-    """``values`` (Arrow array or chunked array, dictionary-encoded or not, or a sequence) as a string array."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if not isinstance(values, pa.Array):
-        values = pa.array(list(values), pa.string())
-    if pa.types.is_dictionary(values.type):
-        values = values.dictionary_decode()
-    return values.cast(pa.string())
 
 
 def _positions(values: pa.Array, value_set: pa.Array) -> np.ndarray:

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from ..embeddings import Embeddings
 from ..errors import ClusteringInputError
+from ._common import as_strings
 from ._incremental import INCREMENTAL_MAX_CHANGE_SHARE, decide_full_run
 from ._recall import TopK, kth_of, streamed_top_k
 
@@ -114,12 +115,9 @@ def update_exact_answers(
     ``max_change_share`` of all (:func:`decide_full_run`); otherwise every
     sampled dataset is searched.
     """
-    if isinstance(sample_ids, pa.ChunkedArray):
-        sample_ids = sample_ids.combine_chunks()
-    sample_ids = pa.array(sample_ids, pa.string()) if not isinstance(sample_ids, pa.Array) else sample_ids.cast(
-        pa.string())
+    sample_ids = as_strings(sample_ids)
     n = len(sample_ids)
-    cur_ids = current.column("dataset_id").combine_chunks().cast(pa.string())
+    cur_ids = as_strings(current.column("dataset_id"))
     if pc.any(pc.is_null(pc.index_in(sample_ids, value_set=cur_ids))).as_py():
         raise ClusteringInputError("recall sample names datasets that are not among the current embeddings")
     fingerprint = recall_fingerprint(k)
@@ -160,8 +158,8 @@ class _Plan:
 
 
 def _plan(sample_ids, current, stored, previous, max_change_share) -> _Plan:
-    cur_ids = current.column("dataset_id").combine_chunks().cast(pa.string())
-    prev_ids = previous.column("dataset_id").combine_chunks().cast(pa.string())
+    cur_ids = as_strings(current.column("dataset_id"))
+    prev_ids = as_strings(previous.column("dataset_id"))
     at_prev = pc.index_in(cur_ids, value_set=prev_ids)
     new = pc.is_null(at_prev).to_numpy(zero_copy_only=False)
     prev_hash = previous.column("embedding_hash").combine_chunks().take(at_prev)
@@ -173,7 +171,7 @@ def _plan(sample_ids, current, stored, previous, max_change_share) -> _Plan:
     delta = cur_ids.filter(pa.array(new | changed))
     # departed versions: removed ids, and the old embedding of changed ones
     gone = pa.concat_arrays([prev_ids.filter(pa.array(removed)), cur_ids.filter(pa.array(changed))])
-    stored_ids = stored.column("dataset_id").combine_chunks().cast(pa.string())
+    stored_ids = as_strings(stored.column("dataset_id"))
     at_stored = pc.index_in(sample_ids, value_set=stored_ids)
     search = pc.is_null(at_stored).to_numpy(zero_copy_only=False).copy()  # newly in the sample
     search |= pc.is_in(sample_ids, value_set=delta).to_numpy(zero_copy_only=False)  # own embedding new or changed
@@ -192,7 +190,7 @@ def _merge(top: TopK, sample_ids: pa.Array, plan: _Plan, stored: pa.Table, rows_
     rows = np.flatnonzero(~plan.search)
     if rows.size == 0:
         return
-    stored_ids = stored.column("dataset_id").combine_chunks().cast(pa.string())
+    stored_ids = as_strings(stored.column("dataset_id"))
     kept = sample_ids.take(pa.array(rows))
     at = pc.index_in(kept, value_set=stored_ids).to_numpy(zero_copy_only=False).astype(np.int64)
     lists = stored.column("exact_neighbor_ids").to_pylist()

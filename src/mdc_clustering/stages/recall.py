@@ -25,6 +25,7 @@ from ..neighbors import (
     recall_fingerprint,
     update_exact_answers,
 )
+from ..neighbors._common import as_strings
 from ._arrow import Progress
 
 
@@ -92,11 +93,11 @@ def scored_recall_sample(
         ``samples_searched``, ``recall_seconds``.
     """
     started = time.perf_counter()
-    sample_ids = _strings(sample_ids)
-    listed = _strings(sample_neighbors.column("dataset_id"))
+    sample_ids = as_strings(sample_ids)
+    listed = as_strings(sample_neighbors.column("dataset_id"))
     if pc.any(pc.is_null(pc.index_in(listed, value_set=sample_ids))).as_py():
         raise ClusteringInputError("k-NN rows name sampled datasets that have no embedding")
-    neighbor_ids = _strings(sample_neighbors.column("neighbor_id"))
+    neighbor_ids = as_strings(sample_neighbors.column("neighbor_id"))
     space_ids = pc.unique(pa.concat_arrays([sample_ids, neighbor_ids]))
     width = int(pc.max(sample_neighbors.column("neighbor_rank")).as_py() or 0)
     returned = np.full((len(sample_ids), width), -1, dtype=np.int64)
@@ -114,7 +115,7 @@ def scored_recall_sample(
     if width and len(sample_ids):
         # the sample's and its returned neighbours' vectors: the returned similarities, from the embeddings
         got = rows_of(space_ids)
-        pos = pc.fill_null(pc.index_in(space_ids, value_set=_strings(got.ids)), -1).to_numpy().astype(np.int64)
+        pos = pc.fill_null(pc.index_in(space_ids, value_set=as_strings(got.ids)), -1).to_numpy().astype(np.int64)
         present = pos >= 0
         dim = got.matrix.shape[1]
         space = np.zeros((len(space_ids), dim), np.float32)
@@ -133,7 +134,7 @@ def scored_recall_sample(
     seconds = time.perf_counter() - started
     n = len(sample_ids)
     hashes = current.column("embedding_hash").combine_chunks().take(
-        pc.index_in(sample_ids, value_set=_strings(current.column("dataset_id"))))
+        pc.index_in(sample_ids, value_set=as_strings(current.column("dataset_id"))))
     sims = answers.top.similarities
     filled = np.isfinite(sims)
     lengths = filled.sum(axis=1)
@@ -206,10 +207,4 @@ def recall_summary(scored: pa.Table) -> pa.Table:
 
 def _recall(found: np.ndarray, width: int) -> float:
     return float(found.mean() / width) if width and len(found) else 1.0
-
-
-def _strings(column) -> pa.Array:
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    return column.cast(pa.string())
 
