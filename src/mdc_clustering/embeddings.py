@@ -110,19 +110,22 @@ def read_embeddings(relation, *, normalize: bool = False, batch_rows: int = 65_5
         place[order] = np.arange(n)
         placed = _read_into(selected, n, normalize, batch_rows, listed=listed, place=place)
         if placed is not None:
-            return Embeddings(listed.take(pa.array(order)), *placed)
+            matrix, norms = placed
+            return Embeddings(listed.take(pa.array(order)), matrix, normalize, norms)
         # the rows came in another order than the ids did: read in their order, then sort (a copy)
-    read = _read_into(selected, n, normalize, batch_rows)
-    return _in_id_order(Embeddings(*read))
+    ids = []
+    matrix, norms = _read_into(selected, n, normalize, batch_rows, arrived=ids)
+    ids = pa.chunked_array(ids, pa.string()).combine_chunks() if ids else pa.array([], pa.string())
+    return _in_id_order(Embeddings(ids, matrix, normalize, norms))
 
 
-def _read_into(selected, n: int, normalize: bool, batch_rows: int, *, listed=None, place=None):
-    """Stream the relation into one matrix: in arrival order, or each row at ``place`` (then the slices must
-    come in the order of ``listed``: None when they do not). Returns (ids, matrix, normalize, norms), or
-    (matrix, normalize, norms) with ``place``."""
+def _read_into(selected, n: int, normalize: bool, batch_rows: int, *, arrived: list | None = None, listed=None,
+               place=None):
+    """Stream the relation into one matrix: in arrival order (each slice's ids appended to ``arrived``), or
+    each row at ``place`` (then the slices must come in the order of ``listed``: None when they do not).
+    Returns ``(matrix, norms)``."""
     matrix: np.ndarray | None = None
     norms = np.empty(n, dtype=np.float32) if normalize else None
-    id_chunks: list[pa.Array] = []
     at = 0
     for ids, part in iter_embeddings(selected, batch_rows=batch_rows):
         rows = len(part)
@@ -135,7 +138,7 @@ def _read_into(selected, n: int, normalize: bool, batch_rows: int, *, listed=Non
             out[:] = part
             if normalize:
                 norms[at : at + rows] = _normalize_in_place(out)
-            id_chunks.append(ids)
+            arrived.append(ids)
         else:
             if not ids.equals(listed.slice(at, rows)):
                 return None
@@ -149,10 +152,7 @@ def _read_into(selected, n: int, normalize: bool, batch_rows: int, *, listed=Non
         matrix = np.empty((0, dim), dtype=np.float32)
     if at != n:
         raise ClusteringInputError("the embeddings relation changed while it was read; run the build again")
-    if place is not None:
-        return matrix, normalize, norms
-    ids = pa.chunked_array(id_chunks, pa.string()).combine_chunks() if id_chunks else pa.array([], pa.string())
-    return ids, matrix, normalize, norms
+    return matrix, norms
 
 
 def _normalize_in_place(rows: np.ndarray) -> np.ndarray:
