@@ -248,19 +248,23 @@ def pull_embeddings(
                                max_change_share=max_change_share, check_sample=check_sample, page_size=page_size,
                                on_invalid=on_invalid, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
                                datasets_source=datasets_source, progress=progress)
-    read = lambda which: read_items(path, name, which, page_size=page_size, on_invalid=on_invalid,  # noqa: E731
-                                    progress=progress)
+
+    def read(step: PullPlan, dim: int | None = None) -> pa.Table:
+        """What ``step`` reads from Chroma, as the dbt model reads it (``dim``: the type of an empty read)."""
+        planned = planned_ids(step, ids, md5, 0.0)
+        return read_planned(path, name, planned, dim=dim, page_size=page_size, on_invalid=on_invalid,
+                            progress=progress).drop_columns(["read_seconds"])
+
     if plan.path == "full":
-        pulled = read(ids)
-        table = _with_state_columns(pulled, md5)
+        table = read(plan)
     else:
         cached_type = cached.schema.field("embedding").type
-        fresh = read(plan.to_read) if plan.to_read else empty_embeddings_table(cached_type.list_size)
-        if fresh.schema.field("embedding").type != cached_type:
-            dim = fresh.schema.field("embedding").type.list_size
+        # the dimension only types an empty read: a read of another dimension goes to the full path below
+        pulled = read(plan, None if plan.to_read else cached_type.list_size)
+        if pulled.schema.field("embedding").type != cached_type:
+            dim = pulled.schema.field("embedding").type.list_size
             plan = PullPlan("full", f"embeddings read have dimension {dim}, the cached ones {cached_type.list_size}")
-            return _finish(_with_state_columns(read(ids), md5), plan, started, progress)
-        pulled = _with_state_columns(fresh, md5)
+            return _finish(read(plan), plan, started, progress)
         untouched = set(plan.changed) | set(plan.new)
         keep = cached.filter(pc.and_(pc.is_in(cached.column("dataset_id"), value_set=pa.array(ids, pa.string())),
                                      pc.invert(pc.is_in(cached.column("dataset_id"),
