@@ -41,12 +41,14 @@ def measure(db: str, mode: str, schema: str, state_schema: str, previous_table: 
 
     con = duckdb.connect(db, read_only=True)
     try:
-        nodes = con.sql(f"select dataset_id from {schema}.stg_chroma__embeddings order by dataset_id").to_arrow_table()
-        edges = con.sql(f"select source_id, target_id, weight from {schema}.int_graph_edges_filtered").to_arrow_table()
+        nodes = con.sql(
+            f"select dataset_id, dataset_key from {schema}.stg_chroma__embeddings order by dataset_id").to_arrow_table()
+        edges = con.sql(
+            f"select source_key, target_key, weight from {schema}.int_graph_edges_filtered").to_arrow_table()
         previous = con.sql(f"select dataset_id, cluster from {previous_table}").to_arrow_table()
         registry = con.sql(f"select label_number from {state_schema}.cluster_label_registry").to_arrow_table()
         neighbors = con.sql(
-            f"select dataset_id, neighbor_id, neighbor_rank from {schema}.int_dataset_neighbors_searched "
+            f"select dataset_key, neighbor_key, neighbor_rank from {schema}.int_dataset_neighbors_searched "
             "where neighbor_rank <= 15"
         ).to_arrow_table()
     finally:

@@ -48,6 +48,8 @@ lists as (
     select
         stored_lists.dataset_id,
         stored_lists.neighbor_id,
+        stored_lists.dataset_key,
+        stored_lists.neighbor_key,
         stored_lists.neighbor_rank,
         stored_lists.similarity,
         search.search_dims,

@@ -5,7 +5,7 @@
     whatever the threshold. Every edge is above the absolute floor
     min_edge_similarity (Leiden needs positive weights, so the floor is at
     least 0): a dataset with no neighbour above it has no edge. One row per
-    unordered pair (source_id < target_id), weight = cosine similarity, no
+    unordered pair by dataset_key (source_key < target_key), weight = cosine similarity, no
     self loops.
 -#}
 with
@@ -25,8 +25,8 @@ threshold as (
 kept as (
 
     select
-        pairs.source_id,
-        pairs.target_id,
+        pairs.source_key,
+        pairs.target_key,
         pairs.similarity as weight,
         pairs.is_mutual,
         pairs.similarity < threshold.similarity_threshold as is_below_threshold,

@@ -1,7 +1,8 @@
 {#-
     The k-NN graph made undirected on purpose: one row per unordered pair
     {a, b} where b is among a's k nearest neighbours or a among b's.
-    source_id < target_id; weight rule: the pair's cosine similarity (the two
+    Pairs name datasets by dataset_key (integers group several times faster
+    than the string ids): source_key < target_key; weight rule: the pair's cosine similarity (the two
     directions hold the same value up to float rounding; the larger is kept).
     best_rank: the best rank either dataset gives the other (1 = nearest).
 -#}
@@ -16,25 +17,25 @@ neighbors as (
 oriented as (
 
     select
-        least(dataset_id, neighbor_id) as source_id,
-        greatest(dataset_id, neighbor_id) as target_id,
+        least(dataset_key, neighbor_key) as source_key,
+        greatest(dataset_key, neighbor_key) as target_key,
         similarity,
         neighbor_rank,
     from neighbors
-    where dataset_id <> neighbor_id
+    where dataset_key <> neighbor_key
 
 ),
 
 pairs as (
 
     select
-        source_id,
-        target_id,
+        source_key,
+        target_key,
         max(similarity) as similarity,
         count(*) = 2 as is_mutual,
         min(neighbor_rank) as best_rank,
     from oriented
-    group by source_id, target_id
+    group by source_key, target_key
 
 )
 

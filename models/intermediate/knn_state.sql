@@ -8,7 +8,9 @@
     Each run writes the lists that changed (all of them on the full path;
     the delete+insert replaces a dataset's whole list) and the pre-hook, in
     the model's transaction, deletes the lists of datasets that left, and
-    every list stored under other k-NN settings. `full_refresh: false`:
+    every list stored under other k-NN settings. Lists name datasets by id
+    and by dataset_key (lists stored before keys existed are searched again
+    and rewritten with them). `full_refresh: false`:
     `--full-refresh` never empties it.
 -#}
 -- depends_on: {{ ref('stg_chroma__embeddings') }}
@@ -20,6 +22,7 @@
         incremental_strategy='delete+insert',
         unique_key='dataset_id',
         full_refresh=false,
+        on_schema_change='append_new_columns',
         tags=['clustering', 'features'],
         pre_hook=(
             "{% if is_incremental() %}delete from {{ this }} where dataset_id not in (select dataset_id from "
@@ -42,6 +45,8 @@ kept as (
     select
         neighbors.dataset_id,
         neighbors.neighbor_id,
+        neighbors.dataset_key,
+        neighbors.neighbor_key,
         neighbors.neighbor_rank,
         neighbors.similarity,
         neighbors.embedding_hash,

@@ -112,15 +112,15 @@ described as (
 
 degree_endpoints as (
 
-    select edges.source_id as node_id from edges
+    select edges.source_key as node_key from edges
     union all
-    select edges.target_id as node_id from edges
+    select edges.target_key as node_key from edges
 
 ),
 
 connected_nodes as (
 
-    select count(distinct degree_endpoints.node_id) as n_connected
+    select count(distinct degree_endpoints.node_key) as n_connected
     from degree_endpoints
 
 ),

@@ -5,10 +5,16 @@
     back (as the source clustering_state.embedding_cache) and plans to read
     from Chroma only new datasets and those whose text changed. Each run
     writes only the rows it read from Chroma (stg_chroma__embeddings_pulled;
-    all of them when the pull took the full path) and the pre-hook, in the
+    all of them when the pull took the full path) and the post-hook, in the
     model's transaction, deletes the ids that are no longer in the
     collection (stg_chroma__ids; on a first run there is no table yet:
-    nothing to delete). In the staging folder because the
+    nothing to delete). Each dataset gets an integer dataset_key the first
+    time it is cached and keeps it while it stays in the collection: the
+    k-NN lists, pairs and edges name datasets by it (integers join, group
+    and map to array positions much faster than the string ids). A new key
+    is above every key in the cache, departed ids included (they are deleted
+    after the new keys are drawn), so no key of this run's lists is given to
+    another dataset in the same run. In the staging folder because the
     embeddings run through it. `full_refresh: false`: `--full-refresh` never
     empties it (set the setting `incremental: false` to read everything from
     Chroma again).
@@ -22,13 +28,18 @@
         incremental_strategy='delete+insert',
         unique_key='dataset_id',
         full_refresh=false,
+        on_schema_change='append_new_columns',
         tags=['clustering', 'features'],
-        pre_hook=(
+        post_hook=(
             "{% if is_incremental() %}delete from {{ this }} where dataset_id not in (select dataset_id from "
             ~ "{{ ref('stg_chroma__ids') }}){% endif %}"
         ),
     )
 }}
+
+{#- a cache written before dataset keys existed: stg_chroma__ids plans the full path, and every row gets one -#}
+{%- set keyed_before = is_incremental()
+    and 'dataset_key' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) %}
 
 with
 
@@ -70,6 +81,26 @@ cached as (
     from embeddings
     cross join clustered_collection
 
+),
+
+keyed as (
+
+    select
+        cached.*,
+        {% if keyed_before -%}
+            coalesce(
+                stored.dataset_key,
+                (select coalesce(max(all_stored.dataset_key), -1) from {{ this }} as all_stored)
+                + row_number() over (partition by stored.dataset_key is null order by cached.dataset_id)
+            )::integer as dataset_key,
+        {%- else -%}
+            (row_number() over (order by cached.dataset_id) - 1)::integer as dataset_key,
+        {%- endif %}
+    from cached
+    {% if keyed_before -%}
+        left join {{ this }} as stored on cached.dataset_id = stored.dataset_id
+    {%- endif %}
+
 )
 
-select * from cached
+select * from keyed

@@ -44,6 +44,7 @@ embeddings as (
 
     select
         cached.dataset_id,
+        cached.dataset_key,
         cached.document_id,
         cached.dataset_type,
         cached.embedding,

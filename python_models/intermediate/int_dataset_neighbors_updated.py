@@ -21,9 +21,21 @@ def model(dbt, session):
     settings = run_settings(run)
     knn, reruns = settings.knn, settings.reruns
     state_exists = state_table_exists(session, "knn_state")
-    state, state_fingerprints, state_hashes, ivf_models = None, None, None, {}
+    state, state_fingerprints, state_hashes, ivf_models, stale = None, None, None, {}, None
     if state_exists and reruns.incremental:
         stored = dbt.source("clustering_state", "knn_state")
+        if "neighbor_key" not in stored.columns:
+            stale = "the stored lists were written before datasets had integer keys (dataset_key)"
+        else:
+            # the stored lists name datasets by the keys the cache gives them (a guard: keys are stable)
+            [(differ,)] = (stored.filter("neighbor_rank = 1").set_alias("lists")
+                           .join(embeddings.select("dataset_id, dataset_key").set_alias("cache"),
+                                 "lists.dataset_id = cache.dataset_id")
+                           .filter("lists.dataset_key is distinct from cache.dataset_key")
+                           .aggregate("count(*)").fetchall())
+            if differ:
+                stale = f"{differ} stored lists name their dataset by another key than the embedding cache's"
+    if state_exists and reruns.incremental and stale is None:
         # the lists, and their settings and owners' fingerprints aggregated here (not 3M strings in Arrow)
         state = stored.select("dataset_id, neighbor_id, neighbor_rank, similarity").to_arrow_table()
         state_fingerprints = [f for (f,) in stored.aggregate("knn_fingerprint").distinct().fetchall()]
@@ -34,6 +46,7 @@ def model(dbt, session):
     # the matrix in id order as it streams in (the view's rows are not in id order after a re-run)
     current = read_embeddings(embeddings)
     hashes = embeddings.select("dataset_id, embedding_hash").to_arrow_table()
+    keys = embeddings.select("dataset_id, dataset_key").to_arrow_table()
     method, params = knn_settings(len(current), **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
     return updated_neighbors(
         current,
@@ -48,5 +61,7 @@ def model(dbt, session):
         changed_only=True,
         state_fingerprints=state_fingerprints,
         state_hashes=state_hashes,
+        keys=keys,
+        stale_state=stale,
         progress=dbt_progress("int_dataset_neighbors_updated"),
     )

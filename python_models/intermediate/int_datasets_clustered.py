@@ -40,8 +40,9 @@ def model(dbt, session):
         1, "cluster", pc.if_else(pc.is_in(labels_now, value_set=withdrawn), no_label, labels_now)
     )
     return cluster_memberships(
-        embeddings.select("dataset_id").order("dataset_id").to_arrow_table(),
-        edges.select("source_id, target_id, weight").to_arrow_table(),
+        embeddings.select("dataset_id, dataset_key").order("dataset_id").to_arrow_table(),
+        # the edges by integer key: no string look-up of two ids per edge
+        edges.select("source_key, target_key, weight").to_arrow_table(),
         resolution=leiden.resolution,
         seed=leiden.random_seed,
         min_cluster_size=leiden.min_cluster_size,
@@ -49,7 +50,7 @@ def model(dbt, session):
         edge_weight=graph.edge_weight,
         # the shared-neighbour sets: each dataset's snn_k nearest (rank order is all the weights need)
         neighbors=None if graph.edge_weight == "cosine" else neighbors.filter(f"neighbor_rank <= {graph.snn_k}")
-        .select("dataset_id, neighbor_id, neighbor_rank").to_arrow_table(),
+        .select("dataset_key, neighbor_key, neighbor_rank").to_arrow_table(),
         snn_k=graph.snn_k,
         max_cluster_size=leiden.max_cluster_size,
         target_n_clusters=leiden.target_n_clusters,

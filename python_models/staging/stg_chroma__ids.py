@@ -31,8 +31,10 @@ def model(dbt, session):
         "chroma_path, collection_name"
     ).fetchall()
     cached = cached_sample = None
+    cache_keyed = True
     if state_table_exists(session, "embedding_cache") and reruns.incremental:
         cache = dbt.source("clustering_state", "embedding_cache")
+        cache_keyed = "dataset_key" in cache.columns
         # ids and fingerprints only: the embeddings stay in the cache (a re-run copies none of them)
         cached = cache.select("dataset_id, text_md5, chroma_path, collection_name").to_arrow_table()
         # a random sample of cached rows, read back from Chroma and compared (embedding_check_sample)
@@ -64,6 +66,7 @@ def model(dbt, session):
         dataset_ids=fingerprints.column("dataset_id").to_pylist(),
         min_id_overlap=chroma.min_id_overlap,
         datasets_source=f"{tables.pipeline_schema}.{tables.datasets_table} of {pipeline_file}",
+        cache_keyed=cache_keyed,
         progress=progress,
     )
     seconds = time.perf_counter() - started

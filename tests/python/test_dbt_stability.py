@@ -34,9 +34,11 @@ def grown(tmp_path_factory, held_back):
     shutil.copy(wh.db, twin_root / "pipeline.duckdb")
     shutil.copytree(wh.chroma, twin_root / "chroma")
     twin = Warehouse(twin_root, load_sample=False)
+    keys_before = dict(wh.query("select dataset_id, dataset_key from clustering_state.embedding_cache"))
     added = add_from_sample(SAMPLE, wh.db, wh.chroma, wh.collection, held_back, allow_outside_data=True)
     assert added == len(held_back)
     wh.dbt("build")
+    wh.keys_before = keys_before
     return wh, twin, before, registry_before
 
 
@@ -90,6 +92,55 @@ def test_the_rerun_updated_the_stored_knn_lists_to_what_a_full_search_gives(grow
     # the stored state holds this run's lists
     assert wh.query("select count(*), count(distinct dataset_id) from clustering_state.knn_state") == [
         (len(ids) * k, len(ids))]
+
+
+def test_datasets_keep_their_keys_and_the_graph_named_by_key_is_the_graph_named_by_id(grown, held_back):
+    """Keys: kept across the re-run, new ones above every old one; lists, pairs and edges agree with the ids."""
+    wh = grown[0]
+    keys = dict(wh.query("select dataset_id, dataset_key from clustering.stg_chroma__embeddings"))
+    assert len(set(keys.values())) == len(keys)
+    assert {d: keys[d] for d in wh.keys_before} == wh.keys_before
+    assert min(keys[d] for d in held_back) > max(wh.keys_before.values())
+    lists = wh.query("select dataset_id, neighbor_id, dataset_key, neighbor_key, neighbor_rank, similarity "
+                     "from clustering.int_dataset_neighbors_searched")
+    assert all((dk, nk) == (keys[d], keys[n]) for d, n, dk, nk, _, _ in lists)
+    # the undirected pairs, recomputed by id from the lists: the model's pairs, by key
+    want = {}
+    for d, n, _, _, rank, sim in lists:
+        pair = (min(d, n), max(d, n))
+        want.setdefault(pair, []).append((sim, rank))
+    name = {k: d for d, k in keys.items()}
+    got = {}
+    for source_key, target_key, similarity, is_mutual, best_rank in wh.query(
+            "select source_key, target_key, similarity, is_mutual, best_rank "
+            "from clustering.int_neighbor_pairs_deduplicated"):
+        assert source_key < target_key
+        got[tuple(sorted((name[source_key], name[target_key])))] = (similarity, is_mutual, best_rank)
+    assert set(got) == set(want)
+    for pair, seen in want.items():
+        assert got[pair] == (max(s for s, _ in seen), len(seen) == 2, min(r for _, r in seen)), pair
+
+
+def test_state_written_before_keys_existed_is_rebuilt_with_keys_and_the_labels_stay(grown, tmp_path):
+    """A cache and k-NN lists of an older version (no key columns): one full read and search, same clusters."""
+    wh = grown[0]
+    shutil.copy(wh.db, tmp_path / "pipeline.duckdb")
+    shutil.copytree(wh.chroma, tmp_path / "chroma")
+    old = Warehouse(tmp_path, load_sample=False)
+    old.query_write("alter table clustering_state.embedding_cache drop column dataset_key")
+    old.query_write("alter table clustering_state.knn_state drop column dataset_key")
+    old.query_write("alter table clustering_state.knn_state drop column neighbor_key")
+    clusters = old.query("select dataset_id, cluster from main.datasets order by dataset_id")
+    old.dbt("build")
+    report = old.report
+    assert report["pull"]["path"] == "full"
+    assert "before datasets had integer keys" in report["pull"]["reason"]
+    assert report["knn_update"]["path"] == "full"
+    assert "before datasets had integer keys" in report["knn_update"]["reason"]
+    assert old.query("select count(*), count(distinct dataset_key), count(dataset_key) "
+                     "from clustering_state.embedding_cache") == [(len(clusters),) * 3]
+    assert old.query("select count(*) from clustering_state.knn_state where neighbor_key is null") == [(0,)]
+    assert old.query("select dataset_id, cluster from main.datasets order by dataset_id") == clusters
 
 
 def test_the_rerun_updated_the_stored_recall_answers_to_what_a_full_computation_gives(grown):

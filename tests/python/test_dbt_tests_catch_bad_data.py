@@ -20,7 +20,7 @@ BREAKAGES = {
     ),
     "undirected_pairs_once_int_graph_edges_filtered": (
         "insert into clustering.int_graph_edges_filtered "
-        "select target_id, source_id, weight, is_mutual, is_below_threshold "
+        "select target_key, source_key, weight, is_mutual, is_below_threshold "
         "from clustering.int_graph_edges_filtered limit 1"
     ),
     "values_between_int_dataset_neighbors_updated_similarity": (

@@ -425,9 +425,15 @@ def test_the_model_returns_only_changed_lists_and_the_stored_lists_they_overwrit
     cur_x = np.concatenate([cur_x, rng.normal(size=(12, 16)).astype(np.float32)])
     cur_ids = [ids[i] for i in left] + [f"b{j:05d}" for j in range(12)]
     cur = with_hashes(table(cur_ids, cur_x))
-    returned = updated_neighbors(cur, 10, state=state, changed_only=True)
+    # integer keys, not dense and not in id order (as the cache gives them: new datasets above the rest)
+    key_of = {name: 1000 + 7 * i for i, name in enumerate(rng.permutation(cur_ids).tolist())}
+    keys = pa.table({"dataset_id": list(key_of), "dataset_key": list(key_of.values())})
+    returned = updated_neighbors(cur, 10, state=state, changed_only=True, keys=keys)
     full = updated_neighbors(cur, 10, state=state)
     assert set(returned["knn_path"].to_pylist()) == {"incremental"}
+    # each row names its owner and neighbour by key too, the keys of its ids
+    for r in returned.select(["dataset_id", "neighbor_id", "dataset_key", "neighbor_key"]).to_pylist():
+        assert (r["dataset_key"], r["neighbor_key"]) == (key_of[r["dataset_id"]], key_of[r["neighbor_id"]])
     # only the changed lists come back: the full table's list_changed rows, no more
     changed_ids = set(full.filter(full["list_changed"])["dataset_id"].cast(pa.string()).to_pylist())
     assert set(returned["dataset_id"].cast(pa.string()).to_pylist()) == changed_ids
@@ -465,3 +471,17 @@ def test_nothing_changed_returns_one_unchanged_list_that_carries_the_run_facts(r
     assert set(again["knn_path"].to_pylist()) == {"incremental"}
     assert set(again["search_dims"].to_pylist()) == {8}
     assert again["neighbor_id"].cast(pa.string()).to_pylist() == state["neighbor_id"].cast(pa.string()).to_pylist()[:5]
+
+
+def test_stored_lists_under_other_keys_are_searched_again_with_the_reason(rng):
+    from mdc_clustering.stages.neighbor_search import updated_neighbors
+
+    ids = [f"a{i:05d}" for i in range(40)]
+    cur = with_hashes(table(ids, rng.normal(size=(40, 8))))
+    state = updated_neighbors(cur, 5, changed_only=True).select(STATE_COLUMNS)
+    again = updated_neighbors(cur, 5, state=state, changed_only=True, stale_state="the keys differ")
+    assert set(again["knn_path"].to_pylist()) == {"full"}
+    assert set(again["knn_reason"].to_pylist()) == {"full search: the keys differ"}
+    assert again.num_rows == 40 * 5
+    with pytest.raises(ClusteringInputError, match=r"datasets without a dataset_key: \['a00039'\]"):
+        updated_neighbors(cur, 5, keys=pa.table({"dataset_id": ids[:-1], "dataset_key": list(range(39))}))

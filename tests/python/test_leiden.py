@@ -130,6 +130,35 @@ def test_memberships_do_not_depend_on_the_order_of_the_edge_rows(rng):
     assert shuffled.equals(in_order)
 
 
+@pytest.mark.parametrize("edge_weight", ["cosine", "snn"])
+def test_edges_named_by_integer_key_give_the_memberships_of_edges_named_by_id(rng, edge_weight):
+    """The dbt model's edges carry dataset keys (not dense, not in id order); the string path is the oracle."""
+    x, _ = blobs(rng, n_blobs=4, per_blob=30)
+    graph = knn_graph(x, k=6)
+    ids = np.array([f"d{i:03d}" for i in range(len(x))])
+    keys = 5 + 3 * rng.permutation(len(x))
+    pairs = np.asarray(graph.get_edgelist())
+    by_id = pa.table({"source_id": ids[pairs[:, 0]], "target_id": ids[pairs[:, 1]], "weight": graph.es["weight"]})
+    by_key = pa.table({"source_key": keys[pairs[:, 0]], "target_key": keys[pairs[:, 1]],
+                       "weight": graph.es["weight"]})
+    owners, others = np.repeat(np.arange(len(x)), 6), np.argsort(-(x @ x.T), axis=1)[:, 1:7].reshape(-1)
+    ranks = np.tile(np.arange(1, 7), len(x))
+    lists_by_id = pa.table({"dataset_id": ids[owners], "neighbor_id": ids[others], "neighbor_rank": ranks})
+    lists_by_key = pa.table({"dataset_key": keys[owners], "neighbor_key": keys[others], "neighbor_rank": ranks})
+    options = {"resolution": 2.0, "edge_weight": edge_weight, "snn_k": 6}
+    want = cluster_memberships(pa.table({"dataset_id": ids}), by_id, neighbors=lists_by_id, **options)
+    got = cluster_memberships(pa.table({"dataset_id": ids, "dataset_key": keys}), by_key,
+                              neighbors=lists_by_key, **options)
+    assert got.equals(want)
+    with pytest.raises(ValueError, match=r"dataset keys that have no embedding \(target_key\): \[999\]"):
+        cluster_memberships(pa.table({"dataset_id": ids, "dataset_key": keys}),
+                            pa.table({"source_key": [keys[0]], "target_key": [999], "weight": [0.5]}))
+    with pytest.raises(ValueError, match="two datasets share a key"):
+        cluster_memberships(pa.table({"dataset_id": ids[:2], "dataset_key": [4, 4]}), by_key.slice(0, 0))
+    with pytest.raises(ValueError, match="need the nodes' dataset_key"):
+        cluster_memberships(pa.table({"dataset_id": ids}), by_key)
+
+
 def test_edges_to_unknown_datasets_are_refused():
     nodes = pa.table({"dataset_id": ["a", "b"]})
     edges = pa.table({"source_id": ["a"], "target_id": ["zz"], "weight": [0.5]})

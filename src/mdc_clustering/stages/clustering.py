@@ -25,8 +25,40 @@ def node_index(node_ids: pa.Array, column: pa.ChunkedArray, name: str) -> np.nda
     return index.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def edge_endpoints(node_ids: pa.Array, edges: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """Node indices of each edge's ``source_id`` and ``target_id`` (one look-up table for both columns)."""
+def key_positions(node_keys: np.ndarray) -> np.ndarray:
+    """Dense look-up from integer dataset key to node index: ``positions[key]`` (-1 for no node)."""
+    node_keys = np.asarray(node_keys, dtype=np.int64)
+    if node_keys.size and node_keys.min() < 0:
+        raise ClusteringInputError("dataset_key: keys must be >= 0")
+    positions = np.full(int(node_keys.max(initial=-1)) + 1, -1, dtype=np.int64)
+    positions[node_keys] = np.arange(node_keys.size, dtype=np.int64)
+    if np.count_nonzero(positions >= 0) != node_keys.size:
+        raise ClusteringInputError("dataset_key: two datasets share a key")
+    return positions
+
+
+def keyed_index(positions: np.ndarray, column: pa.ChunkedArray, name: str) -> np.ndarray:
+    """Node indices of an integer key column, through :func:`key_positions`'s look-up."""
+    keys = column.to_numpy().astype(np.int64, copy=False)
+    inside = (keys >= 0) & (keys < positions.size)
+    index = np.where(inside, positions[np.where(inside, keys, 0)], -1)
+    if np.any(index < 0):
+        missing = np.unique(keys[index < 0])[:5].tolist()
+        raise ClusteringInputError(f"graph edges name dataset keys that have no embedding ({name}): {missing}")
+    return index
+
+
+def edge_endpoints(
+    node_ids: pa.Array, edges: pa.Table, positions: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Node indices of each edge's ``source_id`` and ``target_id`` (one look-up table for both columns), or
+    of its ``source_key`` and ``target_key`` through ``positions`` (:func:`key_positions`) when the edges
+    name datasets by integer key."""
+    if "source_key" in edges.column_names:
+        if positions is None:
+            raise ClusteringInputError("edges named by source_key/target_key need the nodes' dataset_key")
+        return (keyed_index(positions, edges.column("source_key"), "source_key"),
+                keyed_index(positions, edges.column("target_key"), "target_key"))
     sources, targets = edges.column("source_id"), edges.column("target_id")
     both = pa.chunked_array(sources.chunks + targets.cast(sources.type).chunks, type=sources.type)
     index = pc.index_in(both, value_set=node_ids)
@@ -46,11 +78,14 @@ def edge_weights(
     method: str = "cosine",
     neighbors: pa.Table | None = None,
     snn_k: int = 15,
+    positions: np.ndarray | None = None,
 ) -> np.ndarray:
     """The weight of each graph edge: its cosine similarity, or its shared-neighbour (Jaccard) weight.
 
     ``neighbors`` (``dataset_id``, ``neighbor_id``, ``neighbor_rank``) is the
-    k-NN table, needed for ``method='snn'``: see
+    k-NN table, needed for ``method='snn'`` (or ``dataset_key``,
+    ``neighbor_key``, ``neighbor_rank`` with ``positions``, as
+    :func:`edge_endpoints`): see
     :func:`mdc_clustering.snn.shared_neighbor_weights` for the rule.
     """
     from ..validation import choice, positive_int
@@ -61,8 +96,12 @@ def edge_weights(
     snn_k = positive_int("snn_k", snn_k)
     if neighbors is None:
         raise ClusteringInputError("edge_weight 'snn' needs the k-NN table (neighbors)")
-    rows = node_index(node_ids, neighbors.column("dataset_id"), "dataset_id")
-    others = node_index(node_ids, neighbors.column("neighbor_id"), "neighbor_id")
+    if "neighbor_key" in neighbors.column_names and positions is not None:
+        rows = keyed_index(positions, neighbors.column("dataset_key"), "dataset_key")
+        others = keyed_index(positions, neighbors.column("neighbor_key"), "neighbor_key")
+    else:
+        rows = node_index(node_ids, neighbors.column("dataset_id"), "dataset_id")
+        others = node_index(node_ids, neighbors.column("neighbor_id"), "neighbor_id")
     ranks = neighbors.column("neighbor_rank").to_numpy().astype(np.int64)
     sets = neighbor_sets(len(node_ids), rows, others, ranks, snn_k)
     return shared_neighbor_weights(sources, targets, sets)
@@ -94,11 +133,15 @@ def cluster_memberships(
     Parameters
     ----------
     nodes
-        Table with a ``dataset_id`` column: every dataset of the graph.
+        Table with a ``dataset_id`` column: every dataset of the graph (and
+        ``dataset_key``, its integer key, when the edges name datasets by
+        key).
     edges
         Table ``source_id``, ``target_id``, ``weight`` (the pair's cosine
-        similarity): one row per undirected pair (as built by the
-        ``int_graph_edges_filtered`` model).
+        similarity): one row per undirected pair; or ``source_key``,
+        ``target_key``, ``weight`` (as built by the
+        ``int_graph_edges_filtered`` model), mapped to nodes through a dense
+        key look-up instead of a string search.
     resolution, seed, min_cluster_size, small_clusters, max_cluster_size, target_n_clusters, target_tolerance
         See :func:`mdc_clustering.leiden.leiden_cluster`.
     edge_weight, neighbors, snn_k
@@ -142,10 +185,14 @@ def cluster_memberships(
     node_ids = nodes.column("dataset_id").combine_chunks()
     if len(node_ids) == 0:
         raise ClusteringInputError("no datasets to cluster: the embeddings table is empty")
-    sources, targets = edge_endpoints(node_ids, edges)
+    positions = None
+    if "dataset_key" in nodes.column_names:
+        positions = key_positions(nodes.column("dataset_key").to_numpy())
+    sources, targets = edge_endpoints(node_ids, edges, positions)
     similarities = edges.column("weight").to_numpy().astype(np.float64)
     weights = edge_weights(
-        node_ids, sources, targets, similarities, method=edge_weight, neighbors=neighbors, snn_k=snn_k
+        node_ids, sources, targets, similarities, method=edge_weight, neighbors=neighbors, snn_k=snn_k,
+        positions=positions,
     )
     positive = (weights > 0) & (similarities > 0)
     if not positive.all() and progress is not None:

@@ -130,6 +130,16 @@ def knn_fingerprint(k: int, method: str, params, dim: int) -> str:
     return hashlib.md5(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
+def row_keys(ids: pa.Array, keys: pa.Table) -> np.ndarray:
+    """The integer key (``keys``: ``dataset_id``, ``dataset_key``) of each of ``ids``, as an int32 array."""
+    at = pc.index_in(ids, value_set=keys.column("dataset_id").combine_chunks().cast(pa.string()))
+    if at.null_count:
+        missing = pc.filter(ids, pc.is_null(at)).to_pylist()[:5]
+        raise ClusteringInputError(f"keys: datasets without a dataset_key: {missing}")
+    key_of = keys.column("dataset_key").take(at).to_numpy(zero_copy_only=False)
+    return key_of.astype(np.int32)
+
+
 def updated_neighbors(
     embeddings: pa.Table | Embeddings,
     k: int,
@@ -144,6 +154,8 @@ def updated_neighbors(
     changed_only: bool = False,
     state_fingerprints: list[str] | None = None,
     state_hashes: pa.Table | None = None,
+    keys: pa.Table | None = None,
+    stale_state: str | None = None,
     progress: Progress = None,
 ) -> pa.Table:
     """:func:`nearest_neighbors`, updated from the last run's lists where it can be (issue #17's re-run path).
@@ -178,6 +190,16 @@ def updated_neighbors(
         and the first dataset's list when none did, so that the run's facts
         (the columns that are the same on every row) always have a row. The
         dbt model returns these: the unchanged lists are already stored.
+    keys
+        ``dataset_id``, ``dataset_key`` (int) in any order: each dataset's
+        integer key (the model embedding_cache gives them). When given, the
+        result names the list's owner and neighbour by key as well
+        (``dataset_key``, ``neighbor_key``, int32), from the search's row
+        positions (no string look-up).
+    stale_state
+        Why the stored lists cannot be updated although they exist (for
+        example, they name datasets by other keys than ``keys``): the full
+        path, with this reason.
 
     The update (:func:`mdc_clustering.neighbors.update_knn`) runs when the
     state's fingerprint equals this run's and the new, changed (embedding
@@ -209,7 +231,9 @@ def updated_neighbors(
     own_hash = hashes.column("embedding_hash").take(at)
     path, reason, update = "full", "incremental is off", None
     if incremental:
-        if state is None or state.num_rows == 0:
+        if stale_state is not None:
+            reason = f"full search: {stale_state}"
+        elif state is None or state.num_rows == 0:
             reason = "full search: no k-NN lists stored by an earlier run"
         elif (sorted(state_fingerprints) if state_fingerprints is not None
               else pc.unique(state.column("knn_fingerprint")).to_pylist()) != [fingerprint]:
@@ -251,6 +275,10 @@ def updated_neighbors(
     rows = table.num_rows
     width = rows // max(owners.size, 1)
     owner = np.repeat(owners, width)
+    if keys is not None:
+        key_of = row_keys(ids, keys)
+        table = (table.append_column("dataset_key", pa.array(key_of[owner]))
+                 .append_column("neighbor_key", pa.array(key_of[found.indices[owners].reshape(-1)])))
     model = found.model.to_bytes() if found.model is not None else None
     table = (table.append_column("ivf_model", pa.array([model] + [None] * (rows - 1) if rows else [], pa.binary()))
              .append_column("ivf_model_reused", constant_column(found.model_reused, pa.bool_(), rows)))

@@ -69,11 +69,13 @@ class PullPlan:
 
 
 def _plan(ids: list[str], cached: pa.Table | None, fingerprints: dict[str, str | None], *, store: tuple[str, str],
-          incremental: bool, max_change_share: float) -> PullPlan:
+          incremental: bool, max_change_share: float, cache_keyed: bool = True) -> PullPlan:
     if not incremental:
         return PullPlan("full", "incremental is off")
     if cached is None or cached.num_rows == 0:
         return PullPlan("full", "no embeddings cached by an earlier run")
+    if not cache_keyed:
+        return PullPlan("full", "the cache was written before datasets had integer keys (dataset_key)")
     if (pc.unique(cached.column("chroma_path")).to_pylist() != [store[0]]
             or pc.unique(cached.column("collection_name")).to_pylist() != [store[1]]):
         return PullPlan("full", "the cache holds embeddings of another store or collection")
@@ -111,6 +113,7 @@ def plan_pull(
     dataset_ids=None,
     min_id_overlap: float = 0.0,
     datasets_source: str = "datasets",
+    cache_keyed: bool = True,
     progress: Progress = None,
 ) -> tuple[PullPlan, list[str], dict[str, str | None]]:
     """Which embeddings this run reads from Chroma: the plan, the collection's ids and the text fingerprints.
@@ -123,13 +126,15 @@ def plan_pull(
     the rows compared are ``cached_sample``'s (``dataset_id``,
     ``embedding``: a random sample of the cache; rows no longer kept are
     skipped), or a random sample of ``cached`` when it holds ``embedding``.
+    ``cache_keyed`` false (the cache has no ``dataset_key`` column: an older
+    version wrote it) means the full path, so that every row gets a key.
     """
     ids = list_ids(path, name, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
                    datasets_source=datasets_source)
     md5 = dict(zip(fingerprints.column("dataset_id").to_pylist(), fingerprints.column("text_md5").to_pylist(),
                    strict=True))
     plan = _plan(ids, cached, md5, store=(str(path), name), incremental=incremental,
-                 max_change_share=max_change_share)
+                 max_change_share=max_change_share, cache_keyed=cache_keyed)
     if plan.path == "incremental" and check_sample > 0 and plan.kept:
         keep_ids = pa.array(sorted(set(ids) - set(plan.changed) - set(plan.new)), pa.string())
         if cached_sample is None:
