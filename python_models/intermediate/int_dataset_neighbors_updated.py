@@ -36,10 +36,12 @@ def model(dbt, session):
             if differ:
                 stale = f"{differ} stored lists name their dataset by another key than the embedding cache's"
     if state_exists and reruns.incremental and stale is None:
-        # the lists, and their settings and owners' fingerprints aggregated here (not 3M strings in Arrow)
-        state = stored.select("dataset_id, neighbor_id, neighbor_rank, similarity").to_arrow_table()
+        # the lists by integer key, and their settings and owners (id, key, fingerprint) aggregated here:
+        # no string per list row in Arrow
+        state = stored.select("dataset_key, neighbor_key, neighbor_rank, similarity").to_arrow_table()
         state_fingerprints = [f for (f,) in stored.aggregate("knn_fingerprint").distinct().fetchall()]
-        state_hashes = stored.filter("neighbor_rank = 1").select("dataset_id, embedding_hash").to_arrow_table()
+        state_hashes = stored.filter("neighbor_rank = 1").select(
+            "dataset_id, embedding_hash, dataset_key").to_arrow_table()
         if state_table_exists(session, "knn_index"):
             indexes = dbt.source("clustering_state", "knn_index")
             ivf_models = dict(indexes.select("knn_fingerprint, ivf_model").fetchall())

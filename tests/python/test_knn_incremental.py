@@ -485,3 +485,47 @@ def test_stored_lists_under_other_keys_are_searched_again_with_the_reason(rng):
     assert again.num_rows == 40 * 5
     with pytest.raises(ClusteringInputError, match=r"datasets without a dataset_key: \['a00039'\]"):
         updated_neighbors(cur, 5, keys=pa.table({"dataset_id": ids[:-1], "dataset_key": list(range(39))}))
+
+
+def test_lists_stored_by_key_update_exactly_as_lists_stored_by_id(rng):
+    """The dbt model reads the stored lists by key (no string per row); the lists by id are the oracle."""
+    from mdc_clustering.stages.neighbor_search import updated_neighbors
+
+    ids = [f"a{i:05d}" for i in range(200)]
+    x = rng.normal(size=(200, 12)).astype(np.float32)
+    key_of = {name: 3 * i + 11 for i, name in enumerate(rng.permutation(ids).tolist())}
+
+    def keys_of(names):
+        return pa.table({"dataset_id": names, "dataset_key": [key_of[n] for n in names]})
+
+    first = updated_neighbors(with_hashes(table(ids, x)), 8, changed_only=True, keys=keys_of(ids))
+    by_id = first.select(STATE_COLUMNS)
+    by_key = first.select(["dataset_key", "neighbor_key", "neighbor_rank", "similarity"])
+    owners = first.filter(pa.compute.equal(first["neighbor_rank"], 1)).select(
+        ["dataset_id", "embedding_hash", "dataset_key"])
+    owners = owners.set_column(0, "dataset_id", owners["dataset_id"].cast(pa.string()))
+    # the same previous lists either way
+    want, got = PreviousKnn.from_table(by_id), PreviousKnn.from_keyed_table(by_key, owners)
+    assert got.ids.to_pylist() == want.ids.to_pylist()
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.similarities, want.similarities)
+    # 5 removed, 4 changed, 9 new: the same update either way
+    left = np.setdiff1d(np.arange(200), rng.choice(200, 5, replace=False))
+    cur_x = x[left].copy()
+    cur_x[rng.choice(len(left), 4, replace=False)] = rng.normal(size=(4, 12))
+    cur_x = np.concatenate([cur_x, rng.normal(size=(9, 12)).astype(np.float32)])
+    cur_ids = [ids[i] for i in left] + [f"b{j:05d}" for j in range(9)]
+    key_of.update({f"b{j:05d}": 1000 + j for j in range(9)})
+    cur = with_hashes(table(cur_ids, cur_x))
+    fingerprints = sorted(set(first["knn_fingerprint"].to_pylist()))
+    a = updated_neighbors(cur, 8, state=by_id, changed_only=True, keys=keys_of(cur_ids))
+    b = updated_neighbors(cur, 8, state=by_key, state_hashes=owners, state_fingerprints=fingerprints,
+                          changed_only=True, keys=keys_of(cur_ids))
+    assert set(b["knn_path"].to_pylist()) == {"incremental"}
+    assert b.to_pylist() == a.to_pylist()
+    # keys that name no owner, or two owners with one key, are refused
+    with pytest.raises(ClusteringInputError, match="8 dataset_key values are not keys of the owners"):
+        PreviousKnn.from_keyed_table(by_key, owners.filter(pa.compute.not_equal(owners["dataset_id"], ids[0])))
+    twice = owners.set_column(2, "dataset_key", pa.array([11] * owners.num_rows))
+    with pytest.raises(ClusteringInputError, match="two datasets share a key"):
+        PreviousKnn.from_keyed_table(by_key, twice)

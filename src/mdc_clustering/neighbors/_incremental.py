@@ -119,7 +119,6 @@ class PreviousKnn:
         datasets = _strings(table.column("dataset_id"))
         ids = pc.unique(datasets)
         ids = ids.take(pc.sort_indices(ids))
-        n = len(ids)
         row = pc.index_in(datasets, value_set=ids).to_numpy(zero_copy_only=False).astype(np.int64)
         neighbor = pc.index_in(_strings(table.column("neighbor_id")), value_set=ids)
         if neighbor.null_count:
@@ -128,6 +127,42 @@ class PreviousKnn:
                 "it must hold every dataset's list"
             )
         neighbor = neighbor.to_numpy(zero_copy_only=False).astype(np.int64)
+        return cls._from_positions(ids, row, neighbor, table)
+
+    @classmethod
+    def from_keyed_table(cls, table: pa.Table, owners: pa.Table) -> PreviousKnn:
+        """:meth:`from_table` for lists that name datasets by integer key (``dataset_key``, ``neighbor_key``,
+        ``neighbor_rank``, ``similarity``, as ``clustering_state.knn_state`` stores them), with ``owners``
+        (``dataset_id``, ``dataset_key``: one row per stored list) naming the keys: the keys map to rows
+        through a dense array, where :meth:`from_table` looks every neighbour's string id up."""
+        for column in ("dataset_key", "neighbor_key", "neighbor_rank", "similarity"):
+            if column not in table.column_names:
+                raise ClusteringInputError(f"previous k-NN table has no column {column!r}")
+        owners = owners.sort_by("dataset_id")
+        ids = _strings(owners.column("dataset_id"))
+        keys = owners.column("dataset_key").to_numpy().astype(np.int64)
+        if len(ids) and (keys.min() < 0 or len(pc.unique(ids)) != len(ids)):
+            raise ClusteringInputError("previous k-NN owners: ids must be unique and keys >= 0")
+        position = np.full(int(keys.max(initial=-1)) + 2, -1, np.int64)  # the last slot: every unknown key
+        position[keys] = np.arange(len(keys))
+        if np.count_nonzero(position >= 0) != len(keys):
+            raise ClusteringInputError("previous k-NN owners: two datasets share a key")
+
+        def rows_of(column: str) -> np.ndarray:
+            at = table.column(column).to_numpy().astype(np.int64)
+            found = position[np.where((at >= 0) & (at < position.size - 1), at, position.size - 1)]
+            if np.any(found < 0):
+                raise ClusteringInputError(
+                    f"previous k-NN table: {int(np.count_nonzero(found < 0))} {column} values are not keys of the "
+                    "owners; it must hold every dataset's list"
+                )
+            return found
+
+        return cls._from_positions(ids, rows_of("dataset_key"), rows_of("neighbor_key"), table)
+
+    @classmethod
+    def _from_positions(cls, ids: pa.Array, row: np.ndarray, neighbor: np.ndarray, table: pa.Table) -> PreviousKnn:
+        n = len(ids)
         counts = np.bincount(row, minlength=n)
         width = int(counts.max()) if n else 0
         rank = table.column("neighbor_rank").to_numpy().astype(np.int64) - 1

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from ..embeddings import Embeddings, as_embeddings
 from ..errors import ClusteringInputError
 from ..neighbors import HnswParams, IvfModel, IvfParams, KnnResult, exact_knn, hnsw_knn, ivf_knn, knn_table, query_knn
+from ..neighbors._common import as_strings
 from ._arrow import Progress, constant_column
 
 
@@ -184,7 +185,11 @@ def updated_neighbors(
         The distinct ``knn_fingerprint`` values of ``state``, and one row
         per stored list (``dataset_id``, ``embedding_hash``), when the caller
         has them (a SQL aggregate is cheaper); ``state`` then needs only the
-        list columns. Default: computed from ``state``.
+        list columns. Default: computed from ``state``. When
+        ``state_hashes`` also holds ``dataset_key``, ``state`` may name
+        owners and neighbours by key only (``dataset_key``,
+        ``neighbor_key``, ``neighbor_rank``, ``similarity``: see
+        :meth:`mdc_clustering.neighbors.PreviousKnn.from_keyed_table`).
     changed_only
         Return only the lists that changed (every list on the full path),
         and the first dataset's list when none did, so that the run's facts
@@ -242,14 +247,20 @@ def updated_neighbors(
             if state_hashes is None:
                 owners = state.group_by("dataset_id").aggregate([("embedding_hash", "min")])
                 state_hashes = owners.rename_columns(["dataset_id", "embedding_hash"])
-            stored = dict(zip(state_hashes.column("dataset_id").to_pylist(),
-                              state_hashes.column("embedding_hash").to_pylist(), strict=True))
-            current = dict(zip(emb.ids.to_pylist(), own_hash.to_pylist(), strict=True))
-            changed = [i for i, h in current.items() if i in stored and stored[i] != h]
-            new = sum(1 for i in current if i not in stored)
-            removed = sum(1 for i in stored if i not in current)
-            previous = PreviousKnn.from_table(state)
-            decision = decide_full_run(len(stored), new, len(changed), removed, max_change_share=max_change_share,
+            # new, changed and removed by one vectorised look-up of the current ids among the stored owners
+            stored_ids = as_strings(state_hashes.column("dataset_id"))
+            where = pc.index_in(emb.ids, value_set=stored_ids)
+            new = where.null_count
+            was = state_hashes.column("embedding_hash").combine_chunks().take(where)
+            differs = pc.fill_null(pc.not_equal(was, own_hash.combine_chunks()), False)
+            changed = emb.ids.filter(differs).to_pylist()
+            removed = len(stored_ids) - (len(emb.ids) - new)
+            if "neighbor_key" in state.column_names and "dataset_key" in state_hashes.column_names:
+                # lists by key (no 2 x N x k string look-ups), named by the owners' rows
+                previous = PreviousKnn.from_keyed_table(state, state_hashes.select(["dataset_id", "dataset_key"]))
+            else:
+                previous = PreviousKnn.from_table(state)
+            decision = decide_full_run(len(stored_ids), new, len(changed), removed, max_change_share=max_change_share,
                                        k=k, previous_width=previous.indices.shape[1])
             reason = decision.reason
             if not decision.full:
