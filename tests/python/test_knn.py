@@ -69,3 +69,11 @@ def test_table_layout(rng):
 def test_bad_k(k, rng):
     with pytest.raises(ParameterError, match="k_neighbors"):
         exact_knn(rng.normal(size=(4, 3)), k)
+
+
+def test_distinct_sorted_is_numpy_unique(rng):
+    from mdc_clustering.neighbors._common import distinct_sorted
+
+    for values in (rng.integers(0, 50, 1000), rng.integers(-(10**12), 10**12, 5000), np.array([], np.int64),
+                   np.array([7]), np.array([[3, 1], [3, 2]])):
+        np.testing.assert_array_equal(distinct_sorted(values), np.unique(values))

@@ -63,6 +63,23 @@ def as_strings(values) -> pa.Array:
     return values.cast(pa.string())
 
 
+def distinct_sorted(values: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer array, sorted: ``np.unique(values)`` by a sort and a mask.
+
+    numpy 2.4's plain ``np.unique`` goes through a hash table, which is far
+    slower on millions of mostly distinct integers: 5.8 s against 0.33 s for
+    4.65M int64 on the benchmark machine (the k-NN update's candidate
+    pairs at 100,000 datasets).
+    """
+    values = np.sort(np.asarray(values).ravel())
+    if values.size < 2:
+        return values
+    keep = np.empty(values.size, bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
+
+
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     """Return a float32 C-contiguous copy of ``vectors`` with unit L2 rows."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)

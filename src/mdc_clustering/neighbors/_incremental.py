@@ -69,7 +69,7 @@ import pyarrow.compute as pc
 from ..embeddings import Embeddings, as_embeddings
 from ..errors import ClusteringInputError
 from ..validation import nonnegative_int, positive_int
-from ._common import KnnResult, normalize_rows, pair_similarities
+from ._common import KnnResult, distinct_sorted, normalize_rows, pair_similarities
 from ._common import as_strings as _strings
 from ._exact import _BLOCK_VALUES, query_knn, top_k_of_block
 from ._hnsw import HnswParams, hnsw_knn
@@ -541,7 +541,7 @@ def _candidates(hop: np.ndarray, listers: np.ndarray, offsets: np.ndarray, n: in
     within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     rows = np.concatenate([owner, np.repeat(owner, lengths)])
     cols = np.concatenate([hop, listers[np.repeat(starts, lengths) + within]])
-    pairs = np.unique(rows.astype(np.int64) * n + cols)  # distinct, by row
+    pairs = distinct_sorted(rows.astype(np.int64) * n + cols)  # distinct, by row
     rows, cols = pairs // n, pairs % n
     rank = np.arange(rows.size) - np.searchsorted(rows, rows)
     out = np.full((b, int(rank.max()) + 1 if rank.size else 0), -1, np.int64)
@@ -558,7 +558,7 @@ def _insert(indices, sims, bound, is_open, owner, member, similarity):
     if owner.size == 0:
         return
     ww = indices.shape[1]
-    touched = np.unique(owner)
+    touched = distinct_sorted(owner)
     rows = np.concatenate([np.repeat(touched, ww), owner])
     cols = np.concatenate([indices[touched].ravel(), member])
     vals = np.concatenate([sims[touched].ravel(), similarity.astype(np.float32)])
