@@ -136,10 +136,11 @@ def _leiden(
 
 def _leiden_run(
     graph: ig.Graph, resolution: float, seed: int, initial: list[int] | None = None, backend: str = "igraph"
-) -> tuple[np.ndarray, float | None]:
-    """:func:`_leiden`, and ``_quality`` of the membership returned when the run computed it (else None)."""
+) -> tuple[np.ndarray, float | None, float | None]:
+    """:func:`_leiden`, and ``_quality`` of the membership returned and of ``initial`` when the run computed
+    them (else None): a caller comparing the two need not compute them again (a pass over every edge each)."""
     if graph.ecount() == 0:
-        return np.arange(graph.vcount(), dtype=np.int64), None
+        return np.arange(graph.vcount(), dtype=np.int64), None, None
     if backend == "leidenalg":
         partition = leidenalg.find_partition(
             graph,
@@ -150,7 +151,7 @@ def _leiden_run(
             n_iterations=-1,
             initial_membership=initial,
         )
-        return np.asarray(partition.membership, dtype=np.int64), None
+        return np.asarray(partition.membership, dtype=np.int64), None, None
     # igraph draws from the generator set by set_random_number_generator (Python's `random`
     # module by default). igraph's own "until stable" (n_iterations < 0) can loop for ever at
     # very high resolutions, so run one pass at a time, each from a generator seeded afresh
@@ -158,6 +159,7 @@ def _leiden_run(
     # or gains less than _QUALITY_TOLERANCE (relative) in modularity at this resolution.
     membership = _canonical(initial) if initial is not None else None
     quality = -np.inf if membership is None else _quality(graph, membership, resolution)
+    start_quality = None if membership is None else quality
     try:
         for _ in range(_MAX_LEIDEN_PASSES):
             ig.set_random_number_generator(random.Random(seed))
@@ -179,7 +181,7 @@ def _leiden_run(
             membership, quality = moved, moved_quality
     finally:
         ig.set_random_number_generator(random)
-    return membership, quality
+    return membership, quality, start_quality
 
 
 def _quality(graph: ig.Graph, membership: np.ndarray, resolution: float) -> float:
@@ -576,13 +578,16 @@ def leiden_cluster(
         if initial_membership is not None:
             _, initial_codes = np.unique(np.asarray(initial_membership), return_inverse=True)
             initial = initial_codes.astype(int).tolist()
-        communities, after = _leiden_run(graph, resolution, seed, initial, backend=backend)
+        communities, after, before = _leiden_run(graph, resolution, seed, initial, backend=backend)
         if initial is not None and graph.ecount():
             # keep the start partition unless Leiden found a strictly better one: a re-run on an
             # unchanged graph then changes nothing, whatever order the backend visits nodes in
             start = np.asarray(initial, dtype=np.int64)
-            before = _quality(graph, start, resolution)
-            if after is None:  # the igraph backend's run computed it already (the same call on the same array)
+            # the igraph backend's run computed both (the start partition's, renumbered: the same value);
+            # the leidenalg backend's did not
+            if before is None:
+                before = _quality(graph, start, resolution)
+            if after is None:
                 after = _quality(graph, communities, resolution)
             if after <= before + _QUALITY_TOLERANCE * max(1.0, abs(before)):
                 communities = start
