@@ -154,3 +154,27 @@ def test_a_read_of_another_dimension_than_the_cache_stops_with_the_fix(tmp_path)
     read = read_planned(str(path), "items", planned, dim=D)
     assert read.column("dataset_id").to_pylist() == [ids[0]]
     assert np.array_equal(read.column("embedding_hash").to_numpy(), embedding_hashes(matrix[:1]))
+
+
+def test_the_plan_finds_new_changed_and_removed_ids_as_a_set_comparison_does():
+    """The vectorised plan against the rule written with Python sets and dicts, nulls (no text row) included."""
+    from mdc_clustering.stages.pull import _plan
+
+    rng = np.random.default_rng(11)
+    everyone = [f"d{i:04d}" for i in range(400)]
+    md5_choices = ["a", "b", None]
+    cached_ids = sorted(rng.choice(everyone, 300, replace=False).tolist())
+    stored = {i: md5_choices[rng.integers(3)] for i in cached_ids}
+    ids = sorted(rng.choice(everyone, 320, replace=False).tolist())
+    now = {i: (stored[i] if i in stored and rng.random() < 0.8 else md5_choices[rng.integers(3)]) for i in ids}
+    cached = pa.table({"dataset_id": cached_ids, "text_md5": [stored[i] for i in cached_ids],
+                       "chroma_path": ["p"] * 300, "collection_name": ["c"] * 300})
+    plan = _plan(pa.array(ids, pa.string()), cached, pa.array([now[i] for i in ids], pa.string()),
+                 store=("p", "c"), incremental=True, max_change_share=1.0)
+    assert plan.path == "incremental"
+    assert plan.new == sorted(set(ids) - set(cached_ids))
+    assert plan.changed == sorted(i for i in set(ids) & set(cached_ids) if now[i] != stored[i])
+    assert plan.removed == len(set(cached_ids) - set(ids))
+    assert plan.kept == len(set(ids) & set(cached_ids)) - len(plan.changed)
+    assert plan.changed  # the draw holds changes of every kind
+    assert any(stored[i] is None or now[i] is None for i in plan.changed)

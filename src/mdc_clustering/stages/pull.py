@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from ..chroma_reader import empty_embeddings_table, list_ids, read_items
 from ..errors import ClusteringInputError
+from ..neighbors._common import as_strings
 from ._arrow import Progress, constant_column
 
 __all__ = ["PullPlan", "embedding_hashes", "plan_pull", "planned_ids", "pull_embeddings", "read_planned"]
@@ -68,8 +69,9 @@ class PullPlan:
         return sorted(self.new + self.changed)
 
 
-def _plan(ids: list[str], cached: pa.Table | None, fingerprints: dict[str, str | None], *, store: tuple[str, str],
+def _plan(ids: pa.Array, cached: pa.Table | None, md5_now: pa.Array, *, store: tuple[str, str],
           incremental: bool, max_change_share: float, cache_keyed: bool = True) -> PullPlan:
+    """The plan for ``ids`` (sorted, unique) whose texts' md5 are ``md5_now`` (aligned; null = no text row)."""
     if not incremental:
         return PullPlan("full", "incremental is off")
     if cached is None or cached.num_rows == 0:
@@ -79,23 +81,46 @@ def _plan(ids: list[str], cached: pa.Table | None, fingerprints: dict[str, str |
     if (pc.unique(cached.column("chroma_path")).to_pylist() != [store[0]]
             or pc.unique(cached.column("collection_name")).to_pylist() != [store[1]]):
         return PullPlan("full", "the cache holds embeddings of another store or collection")
-    cached_ids = cached.column("dataset_id").to_pylist()
-    cached_set, now = set(cached_ids), set(ids)
-    new = sorted(now - cached_set)
-    removed = len(cached_set - now)
-    stored_md5 = dict(zip(cached_ids, cached.column("text_md5").to_pylist(), strict=True))
-    changed = sorted(i for i in now & cached_set if fingerprints.get(i) != stored_md5[i])
+    # one vectorised look-up of the ids in the cache (a million ids: no Python sets or dicts)
+    cached_ids = as_strings(cached.column("dataset_id"))
+    where = pc.index_in(ids, value_set=cached_ids)
+    is_new = pc.is_null(where)
+    new = ids.filter(is_new).to_pylist()
+    removed = pc.count_distinct(cached_ids).as_py() - (len(ids) - len(new))
+    stored_md5 = as_strings(cached.column("text_md5")).take(where)
+    # "is distinct from": a null on one side only differs too
+    differs = pc.or_(pc.fill_null(pc.not_equal(stored_md5, md5_now), False),
+                     pc.xor(pc.is_null(stored_md5), pc.is_null(md5_now)))
+    changed = ids.filter(pc.and_(differs, pc.invert(is_new))).to_pylist()
     share = (len(new) + len(changed) + removed) / max(len(ids), 1)
     if share > max_change_share:
         return PullPlan(
             "full", f"{len(new)} new, {len(changed)} changed and {removed} removed datasets are {share:.1%} of "
             f"{len(ids)}, above incremental_max_change_share {max_change_share:g}",
         )
-    kept = len(now & cached_set) - len(changed)
+    kept = len(ids) - len(new) - len(changed)
     return PullPlan(
         "incremental", f"{len(new)} new, {len(changed)} changed (text), {removed} removed; {kept} cached",
         new=new, changed=changed, removed=removed, kept=kept,
     )
+
+
+def text_fingerprints(ids: pa.Array, fingerprints: pa.Table) -> pa.Table:
+    """``dataset_id`` (``ids``), ``text_md5``: each id's text fingerprint (``fingerprints``: ``dataset_id``,
+    ``text_md5``; null for an id without a row), aligned with ``ids``."""
+    at = pc.index_in(ids, value_set=as_strings(fingerprints.column("dataset_id")))
+    return pa.table({"dataset_id": ids, "text_md5": as_strings(fingerprints.column("text_md5")).take(at)})
+
+
+def _md5_for(md5: pa.Table | dict, ids: pa.Array) -> pa.Array:
+    """The text fingerprints of ``ids`` from :func:`text_fingerprints`'s table (or a dict, for callers that
+    hold one)."""
+    if isinstance(md5, dict):
+        return pa.array([md5.get(i) for i in ids.to_pylist()], pa.string())
+    known = md5.column("dataset_id").combine_chunks()
+    if len(known) == len(ids) and known.equals(ids):
+        return md5.column("text_md5").combine_chunks()
+    return md5.column("text_md5").combine_chunks().take(pc.index_in(ids, value_set=known))
 
 
 def plan_pull(
@@ -115,8 +140,9 @@ def plan_pull(
     datasets_source: str = "datasets",
     cache_keyed: bool = True,
     progress: Progress = None,
-) -> tuple[PullPlan, list[str], dict[str, str | None]]:
-    """Which embeddings this run reads from Chroma: the plan, the collection's ids and the text fingerprints.
+) -> tuple[PullPlan, list[str], pa.Table]:
+    """Which embeddings this run reads from Chroma: the plan, the collection's ids and the text fingerprints
+    (:func:`text_fingerprints` of the ids).
 
     Lists the collection's ids (the id-overlap check stops a store of
     another pipeline here, before any embedding is read), compares them with
@@ -131,12 +157,13 @@ def plan_pull(
     """
     ids = list_ids(path, name, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
                    datasets_source=datasets_source)
-    md5 = dict(zip(fingerprints.column("dataset_id").to_pylist(), fingerprints.column("text_md5").to_pylist(),
-                   strict=True))
-    plan = _plan(ids, cached, md5, store=(str(path), name), incremental=incremental,
-                 max_change_share=max_change_share, cache_keyed=cache_keyed)
+    md5 = text_fingerprints(pa.array(ids, pa.string()), fingerprints)
+    id_array = md5.column("dataset_id").combine_chunks()
+    plan = _plan(id_array, cached, md5.column("text_md5").combine_chunks(), store=(str(path), name),
+                 incremental=incremental, max_change_share=max_change_share, cache_keyed=cache_keyed)
     if plan.path == "incremental" and check_sample > 0 and plan.kept:
-        keep_ids = pa.array(sorted(set(ids) - set(plan.changed) - set(plan.new)), pa.string())
+        keep_ids = id_array.filter(pc.invert(pc.is_in(id_array, value_set=pa.array(plan.new + plan.changed,
+                                                                                    pa.string()))))
         if cached_sample is None:
             rng = np.random.default_rng()
             sample = pc.take(keep_ids, np.sort(rng.choice(len(keep_ids), min(check_sample, len(keep_ids)),
@@ -155,17 +182,17 @@ def plan_pull(
     return plan, ids, md5
 
 
-def planned_ids(plan: PullPlan, ids: list[str], md5: dict[str, str | None], seconds: float) -> pa.Table:
+def planned_ids(plan: PullPlan, ids: list[str], md5: pa.Table | dict[str, str | None], seconds: float) -> pa.Table:
     """The plan as a table: one row per id of the collection (``dataset_id``, ``text_md5``, ``to_read``), and,
     the same on every row, ``pull_path``, ``pull_reason`` and ``plan_seconds``."""
     n = len(ids)
+    id_array = pa.array(ids, pa.string())
     to_read = np.ones(n, bool)
     if plan.path == "incremental":
-        to_read = pc.is_in(pa.array(ids, pa.string()), value_set=pa.array(plan.to_read, pa.string())).to_numpy(
-            zero_copy_only=False)
+        to_read = pc.is_in(id_array, value_set=pa.array(plan.to_read, pa.string())).to_numpy(zero_copy_only=False)
     return pa.table({
-        "dataset_id": pa.array(ids, pa.string()),
-        "text_md5": pa.array([md5.get(i) for i in ids], pa.string()),
+        "dataset_id": id_array,
+        "text_md5": _md5_for(md5, id_array),
         "to_read": pa.array(to_read),
         "pull_path": constant_column(plan.path, pa.string(), n),
         "pull_reason": constant_column(plan.reason, pa.string(), n),
@@ -187,7 +214,7 @@ def read_planned(path: str, name: str, planned: pa.Table, *, dim: int | None = N
     started = time.perf_counter()
     rows = planned.filter(planned.column("to_read"))
     which = rows.column("dataset_id").to_pylist()
-    md5 = dict(zip(which, rows.column("text_md5").to_pylist(), strict=True))
+    md5 = rows.select(["dataset_id", "text_md5"])
     fresh = (read_items(path, name, which, page_size=page_size, on_invalid=on_invalid, progress=progress)
              if which else empty_embeddings_table(dim or 1))
     read_dim = fresh.schema.field("embedding").type.list_size
@@ -292,13 +319,12 @@ def _finish(table: pa.Table, plan: PullPlan, started: float, progress: Progress)
     return table
 
 
-def _with_state_columns(table: pa.Table, md5: dict[str, str | None]) -> pa.Table:
+def _with_state_columns(table: pa.Table, md5: pa.Table | dict[str, str | None]) -> pa.Table:
     """A table read from Chroma, with its text fingerprints, embedding hashes and ``pulled`` (true)."""
     n = table.num_rows
     dim = table.schema.field("embedding").type.list_size
     matrix = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(n, dim) if n else np.zeros((0, 1))
-    return (table.append_column("text_md5", pa.array([md5.get(i) for i in table.column("dataset_id").to_pylist()],
-                                                     pa.string()))
+    return (table.append_column("text_md5", _md5_for(md5, as_strings(table.column("dataset_id"))))
             .append_column("embedding_hash", pa.array(embedding_hashes(matrix), pa.int64()))
             .append_column("pulled", pa.array(np.ones(n, bool))))
 
