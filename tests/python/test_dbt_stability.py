@@ -249,6 +249,7 @@ def test_full_refresh_keeps_the_state_and_every_run_is_in_the_history(grown):
     )
     assert [(path, n) for path, n, *_ in history] == [("full", 2178), ("incremental", 2293), ("incremental", 2293)]
     assert history[2][2] == history[2][3] == wh.report["labels"]["kept"]  # the same data: every cluster kept
+    assert wh.report["labels"]["share_of_datasets_keeping_label"] == 1.0  # and every dataset its label
     for *_, seconds in history:
         steps = json.loads(seconds)
         assert {"stg_chroma__embeddings", "int_datasets_clustered", "run_history"} <= steps.keys()

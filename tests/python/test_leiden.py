@@ -139,8 +139,10 @@ def test_edges_named_by_integer_key_give_the_memberships_of_edges_named_by_id(rn
     keys = 5 + 3 * rng.permutation(len(x))
     pairs = np.asarray(graph.get_edgelist())
     by_id = pa.table({"source_id": ids[pairs[:, 0]], "target_id": ids[pairs[:, 1]], "weight": graph.es["weight"]})
-    by_key = pa.table({"source_key": keys[pairs[:, 0]], "target_key": keys[pairs[:, 1]],
-                       "weight": graph.es["weight"]})
+    # oriented by key, as the SQL writes them (source_key < target_key): not always the ids' order
+    lo, hi = np.minimum(keys[pairs[:, 0]], keys[pairs[:, 1]]), np.maximum(keys[pairs[:, 0]], keys[pairs[:, 1]])
+    by_key = pa.table({"source_key": lo, "target_key": hi, "weight": graph.es["weight"]})
+    assert np.any(keys[pairs[:, 0]] > keys[pairs[:, 1]])  # some edges turn round
     owners, others = np.repeat(np.arange(len(x)), 6), np.argsort(-(x @ x.T), axis=1)[:, 1:7].reshape(-1)
     ranks = np.tile(np.arange(1, 7), len(x))
     lists_by_id = pa.table({"dataset_id": ids[owners], "neighbor_id": ids[others], "neighbor_rank": ranks})

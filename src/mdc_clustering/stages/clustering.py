@@ -57,8 +57,11 @@ def edge_endpoints(
     if "source_key" in edges.column_names:
         if positions is None:
             raise ClusteringInputError("edges named by source_key/target_key need the nodes' dataset_key")
-        return (keyed_index(positions, edges.column("source_key"), "source_key"),
-                keyed_index(positions, edges.column("target_key"), "target_key"))
+        sources = keyed_index(positions, edges.column("source_key"), "source_key")
+        targets = keyed_index(positions, edges.column("target_key"), "target_key")
+        # the smaller node first, as edges named by id come (source_id < target_id): key order is not id
+        # order once new datasets arrive, and the graph (its edge order, so Leiden's result) must not depend on it
+        return np.minimum(sources, targets), np.maximum(sources, targets)
     sources, targets = edges.column("source_id"), edges.column("target_id")
     both = pa.chunked_array(sources.chunks + targets.cast(sources.type).chunks, type=sources.type)
     index = pc.index_in(both, value_set=node_ids)
