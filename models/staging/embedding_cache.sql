@@ -9,7 +9,8 @@
     model's transaction, deletes the ids that are no longer in the
     collection (stg_chroma__ids; on a first run there is no table yet:
     nothing to delete). Each dataset gets an integer dataset_key the first
-    time it is cached and keeps it while it stays in the collection: the
+    time it is cached (above every key in the cache, in the order of the
+    read) and keeps it while it stays in the collection: the
     k-NN lists, pairs and edges name datasets by it (integers join, group
     and map to array positions much faster than the string ids). A new key
     is above every key in the cache, departed ids included (they are deleted
@@ -78,6 +79,7 @@ cached as (
         clustered_collection.chroma_path,
         clustered_collection.collection_name,
         '{{ invocation_id }}' as pulled_run_id,
+        embeddings.read_rank,
     from embeddings
     cross join clustered_collection
 
@@ -85,16 +87,25 @@ cached as (
 
 keyed as (
 
+    {#- new datasets are numbered by their place in the read (read_rank, in id order): no window over the vectors -#}
     select
-        cached.*,
+        cached.dataset_id,
+        cached.document_id,
+        cached.dataset_type,
+        cached.embedding,
+        cached.embedding_norm,
+        cached.text_md5,
+        cached.embedding_hash,
+        cached.chroma_path,
+        cached.collection_name,
+        cached.pulled_run_id,
         {% if keyed_before -%}
             coalesce(
                 stored.dataset_key,
-                (select coalesce(max(all_stored.dataset_key), -1) from {{ this }} as all_stored)
-                + row_number() over (partition by stored.dataset_key is null order by cached.dataset_id)
+                (select coalesce(max(all_stored.dataset_key), -1) from {{ this }} as all_stored) + 1 + cached.read_rank
             )::integer as dataset_key,
         {%- else -%}
-            (row_number() over (order by cached.dataset_id) - 1)::integer as dataset_key,
+            cached.read_rank::integer as dataset_key,
         {%- endif %}
     from cached
     {% if keyed_before -%}

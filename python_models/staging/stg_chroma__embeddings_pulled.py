@@ -5,6 +5,10 @@ embedding_cache writes these rows into the cache, and the view
 stg_chroma__embeddings gives every embedding from there.
 """
 
+import numpy as np
+import pyarrow as pa
+
+from mdc_clustering.embeddings import array_dimension
 from mdc_clustering.progress import dbt_progress, state_table_exists
 from mdc_clustering.settings import run_settings
 from mdc_clustering.stages.pull import read_planned
@@ -22,7 +26,10 @@ def model(dbt, session):
     dim = None
     if state_table_exists(session, "embedding_cache"):
         cache = dbt.source("clustering_state", "embedding_cache")
-        [(dim,)] = cache.aggregate("max(len(embedding))").fetchall()
+        # the dimension from the column's type (FLOAT[d]), not from a scan of every cached vector
+        dim = array_dimension(dict(zip(cache.columns, cache.types, strict=True))["embedding"])
+        if dim is None:  # not a FLOAT[d] column: the longest vector
+            [(dim,)] = cache.aggregate("max(len(embedding))").fetchall()
     progress = dbt_progress("stg_chroma__embeddings_pulled")
     pulled = read_planned(
         chroma_path,
@@ -35,4 +42,5 @@ def model(dbt, session):
     )
     seconds = pulled.column("read_seconds")[0].as_py() if pulled.num_rows else 0.0
     progress(f"read {pulled.num_rows} embeddings from Chroma in {seconds:.1f}s", final=True)
-    return pulled
+    # each row's place in id order: embedding_cache numbers new datasets' keys by it (no window over the vectors)
+    return pulled.append_column("read_rank", pa.array(np.arange(pulled.num_rows, dtype=np.int32)))

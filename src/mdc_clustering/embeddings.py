@@ -54,6 +54,14 @@ def embedding_matrix(table: pa.Table, column: str = "embedding") -> np.ndarray:
     return np.ascontiguousarray(values.reshape(-1, dim), dtype=np.float32)
 
 
+def array_dimension(duckdb_type) -> int | None:
+    """``d`` of a DuckDB ``FLOAT[d]`` column type (``DuckDBPyType`` or its text), None for any other type."""
+    import re
+
+    found = re.fullmatch(r"FLOAT\[(\d+)\]", str(duckdb_type).strip().upper())
+    return int(found.group(1)) if found else None
+
+
 def _dimension(arrow_type: pa.DataType, column: str) -> int:
     if not pa.types.is_fixed_size_list(arrow_type):
         raise ClusteringInputError(

@@ -110,3 +110,14 @@ def test_slices_that_come_in_another_order_than_the_ids_fall_back_to_a_sort(rng,
     emb = read_embeddings(_relation(duckdb.connect(), ids, vectors), batch_rows=30)
     assert emb.ids.to_pylist() == sorted(ids)
     np.testing.assert_array_equal(emb.matrix, vectors[np.argsort(ids)])
+
+
+def test_array_dimension_reads_the_fixed_size_of_a_duckdb_float_array_type():
+    import duckdb
+
+    from mdc_clustering.embeddings import array_dimension
+
+    con = duckdb.connect()
+    rel = con.sql("select [1, 2, 3]::float[3] as fixed, [1, 2]::float[] as listed, 1 as number")
+    assert [array_dimension(t) for t in rel.types] == [3, None, None]
+    assert array_dimension("FLOAT[384]") == 384
