@@ -37,7 +37,7 @@ search as (
 
 changed as (
 
-    select distinct updated.dataset_id
+    select distinct updated.dataset_key
     from updated
     where updated.list_changed
 
@@ -56,7 +56,7 @@ lists as (
         search.ivf_nlist,
         search.ivf_nprobe,
         stored_lists.embedding_hash,
-        stored_lists.dataset_id in (select changed.dataset_id from changed) as list_changed,
+        stored_lists.dataset_key in (select changed.dataset_key from changed) as list_changed,
         search.knn_path,
         search.knn_reason,
         stored_lists.knn_fingerprint,

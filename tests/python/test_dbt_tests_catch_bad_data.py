@@ -28,10 +28,10 @@ BREAKAGES = {
         "and dataset_id = (select min(dataset_id) from clustering.int_dataset_neighbors_updated)"
     ),
     "no_self_loops_int_dataset_neighbors_updated": (
-        "update clustering.int_dataset_neighbors_updated set neighbor_id = dataset_id where neighbor_rank = 30 "
+        "update clustering.int_dataset_neighbors_updated set neighbor_key = dataset_key where neighbor_rank = 30 "
         "and dataset_id = (select max(dataset_id) from clustering.int_dataset_neighbors_updated)"
     ),
-    "unique_combination_of_columns_int_dataset_neighbors_searched_dataset_id__neighbor_rank": (
+    "unique_combination_of_columns_int_dataset_neighbors_searched_dataset_key__neighbor_rank": (
         "insert into clustering_state.knn_state select * from clustering_state.knn_state "
         "where dataset_id = (select min(dataset_id) from clustering_state.knn_state) and neighbor_rank = 1"
     ),
