@@ -17,11 +17,13 @@ Usage::
 
     .venv/bin/python benchmarks/rerun.py --n 100000 [--skip-scanpy] [--results benchmarks/RESULTS.md]
         [--workdir DIR] [--keep] [--var key=value ...] [--first-build DIR] [--only-first-rerun]
+        [--through-fixed-part]
 
 ``--first-build DIR`` keeps a copy of the warehouse after the first build in DIR
 (for the same --n/--dim/--seed) and, when DIR already holds one, starts from
 it instead of loading and building again: for profiling the re-runs.
-``--only-first-rerun`` stops after the +1% re-run (and skips scanpy).
+``--only-first-rerun`` stops after the +1% re-run (and skips scanpy);
+``--through-fixed-part`` after the re-run with nothing changed.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--first-build", type=Path)
     parser.add_argument("--only-first-rerun", action="store_true")
+    parser.add_argument("--through-fixed-part", action="store_true")
     args = parser.parse_args(argv)
     command = shlex.join([".venv/bin/python", "benchmarks/rerun.py", *(sys.argv[1:] if argv is None else argv)])
     extra_vars = {"figures": False, **dict(args.var)}  # the pictures are not what a re-run is about
@@ -225,6 +228,9 @@ def main(argv: list[str] | None = None) -> None:
         # steps that run over all rows)
         builds.append(measured_build("re-run with nothing changed (the fixed part)", wh, truth, extra_vars,
                                      quiet=args.quiet))
+        if args.through_fixed_part:
+            print(json.dumps(builds[-1], default=float, indent=1))
+            return
         removed = np.sort(np.random.default_rng(args.seed + 9).choice(base, args.n // 200, replace=False))
         add_s += add_rows(wh, x_all, truth, texts, np.sort(five), width)
         remove_s = remove_rows(wh, removed, width)
