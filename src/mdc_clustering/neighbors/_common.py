@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from ..errors import ClusteringInputError
 from ..validation import positive_int
 
 # Rows added to / searched in an index per call.
@@ -78,6 +79,26 @@ def distinct_sorted(values: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(values[1:], values[:-1], out=keep[1:])
     return values[keep]
+
+
+def key_positions(keys, what: str) -> np.ndarray:
+    """Dense look-up from integer dataset key to row: ``positions[key]`` is the row of ``keys`` holding it
+    (-1 for no row). ``what`` names the keys in the errors (a negative key, two rows with one key)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    if keys.size and keys.min() < 0:
+        raise ClusteringInputError(f"{what}: keys must be >= 0")
+    positions = np.full(int(keys.max(initial=-1)) + 1, -1, dtype=np.int64)
+    positions[keys] = np.arange(keys.size, dtype=np.int64)
+    if np.count_nonzero(positions >= 0) != keys.size:
+        raise ClusteringInputError(f"{what}: two datasets share a key")
+    return positions
+
+
+def rows_of_keys(positions: np.ndarray, keys) -> np.ndarray:
+    """The row of each of ``keys`` through :func:`key_positions`'s look-up (-1 for a key it does not hold)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    inside = (keys >= 0) & (keys < positions.size)
+    return np.where(inside, positions[np.where(inside, keys, 0)], -1)
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:

@@ -69,7 +69,7 @@ import pyarrow.compute as pc
 from ..embeddings import Embeddings, as_embeddings
 from ..errors import ClusteringInputError
 from ..validation import nonnegative_int, positive_int
-from ._common import KnnResult, distinct_sorted, normalize_rows, pair_similarities
+from ._common import KnnResult, distinct_sorted, key_positions, normalize_rows, pair_similarities, rows_of_keys
 from ._common import as_strings as _strings
 from ._exact import _BLOCK_VALUES, query_knn, top_k_of_block
 from ._hnsw import HnswParams, hnsw_knn
@@ -140,17 +140,12 @@ class PreviousKnn:
                 raise ClusteringInputError(f"previous k-NN table has no column {column!r}")
         owners = owners.sort_by("dataset_id")
         ids = _strings(owners.column("dataset_id"))
-        keys = owners.column("dataset_key").to_numpy().astype(np.int64)
-        if len(ids) and (keys.min() < 0 or len(pc.unique(ids)) != len(ids)):
-            raise ClusteringInputError("previous k-NN owners: ids must be unique and keys >= 0")
-        position = np.full(int(keys.max(initial=-1)) + 2, -1, np.int64)  # the last slot: every unknown key
-        position[keys] = np.arange(len(keys))
-        if np.count_nonzero(position >= 0) != len(keys):
-            raise ClusteringInputError("previous k-NN owners: two datasets share a key")
+        if len(pc.unique(ids)) != len(ids):
+            raise ClusteringInputError("previous k-NN owners: ids must be unique")
+        position = key_positions(owners.column("dataset_key").to_numpy(), "previous k-NN owners")
 
         def rows_of(column: str) -> np.ndarray:
-            at = table.column(column).to_numpy().astype(np.int64)
-            found = position[np.where((at >= 0) & (at < position.size - 1), at, position.size - 1)]
+            found = rows_of_keys(position, table.column(column).to_numpy())
             if np.any(found < 0):
                 raise ClusteringInputError(
                     f"previous k-NN table: {int(np.count_nonzero(found < 0))} {column} values are not keys of the "

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from ..errors import ClusteringInputError
 from ..labels import match_labels
 from ..leiden import NO_CLUSTER, build_graph, leiden_cluster
+from ..neighbors._common import key_positions, rows_of_keys
 from ..snn import EDGE_WEIGHTS, neighbor_sets, shared_neighbor_weights
 from ._arrow import Progress
 from .memberships import labels_of, memberships_table
@@ -25,23 +26,11 @@ def node_index(node_ids: pa.Array, column: pa.ChunkedArray, name: str) -> np.nda
     return index.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def key_positions(node_keys: np.ndarray) -> np.ndarray:
-    """Dense look-up from integer dataset key to node index: ``positions[key]`` (-1 for no node)."""
-    node_keys = np.asarray(node_keys, dtype=np.int64)
-    if node_keys.size and node_keys.min() < 0:
-        raise ClusteringInputError("dataset_key: keys must be >= 0")
-    positions = np.full(int(node_keys.max(initial=-1)) + 1, -1, dtype=np.int64)
-    positions[node_keys] = np.arange(node_keys.size, dtype=np.int64)
-    if np.count_nonzero(positions >= 0) != node_keys.size:
-        raise ClusteringInputError("dataset_key: two datasets share a key")
-    return positions
-
-
 def keyed_index(positions: np.ndarray, column: pa.ChunkedArray, name: str) -> np.ndarray:
-    """Node indices of an integer key column, through :func:`key_positions`'s look-up."""
+    """Node indices of an integer key column, through :func:`~mdc_clustering.neighbors._common.key_positions`'s
+    look-up."""
     keys = column.to_numpy().astype(np.int64, copy=False)
-    inside = (keys >= 0) & (keys < positions.size)
-    index = np.where(inside, positions[np.where(inside, keys, 0)], -1)
+    index = rows_of_keys(positions, keys)
     if np.any(index < 0):
         missing = np.unique(keys[index < 0])[:5].tolist()
         raise ClusteringInputError(f"graph edges name dataset keys that have no embedding ({name}): {missing}")
@@ -52,8 +41,8 @@ def edge_endpoints(
     node_ids: pa.Array, edges: pa.Table, positions: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Node indices of each edge's ``source_id`` and ``target_id`` (one look-up table for both columns), or
-    of its ``source_key`` and ``target_key`` through ``positions`` (:func:`key_positions`) when the edges
-    name datasets by integer key."""
+    of its ``source_key`` and ``target_key`` through ``positions``
+    (:func:`~mdc_clustering.neighbors._common.key_positions`) when the edges name datasets by integer key."""
     if "source_key" in edges.column_names:
         if positions is None:
             raise ClusteringInputError("edges named by source_key/target_key need the nodes' dataset_key")
@@ -190,7 +179,7 @@ def cluster_memberships(
         raise ClusteringInputError("no datasets to cluster: the embeddings table is empty")
     positions = None
     if "dataset_key" in nodes.column_names:
-        positions = key_positions(nodes.column("dataset_key").to_numpy())
+        positions = key_positions(nodes.column("dataset_key").to_numpy(), "dataset_key")
     sources, targets = edge_endpoints(node_ids, edges, positions)
     similarities = edges.column("weight").to_numpy().astype(np.float64)
     weights = edge_weights(
