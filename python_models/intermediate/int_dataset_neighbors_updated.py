@@ -27,28 +27,19 @@ def model(dbt, session):
         if "neighbor_key" not in stored.columns:
             stale = "the stored lists were written before datasets had integer keys (dataset_key)"
         else:
-            # the stored lists name datasets by the keys the cache gives them (a guard: keys are stable)
-            [(differ,)] = (stored.filter("neighbor_rank = 1").set_alias("lists")
-                           .join(embeddings.select("dataset_id, dataset_key").set_alias("cache"),
-                                 "lists.dataset_id = cache.dataset_id")
-                           .filter("lists.dataset_key is distinct from cache.dataset_key")
-                           .aggregate("count(*)").fetchall())
-            if differ:
-                stale = f"{differ} stored lists name their dataset by another key than the embedding cache's"
-    if state_exists and reruns.incremental and stale is None:
-        # the lists by integer key, and their settings and owners (id, key, fingerprint) aggregated here:
-        # no string per list row in Arrow
-        state = stored.select("dataset_key, neighbor_key, neighbor_rank, similarity").to_arrow_table()
-        state_fingerprints = [f for (f,) in stored.aggregate("knn_fingerprint").distinct().fetchall()]
-        state_hashes = stored.filter("neighbor_rank = 1").select(
-            "dataset_id, embedding_hash, dataset_key").to_arrow_table()
-        if state_table_exists(session, "knn_index"):
-            indexes = dbt.source("clustering_state", "knn_index")
-            ivf_models = dict(indexes.select("knn_fingerprint, ivf_model").fetchall())
+            # the lists by integer key, and their settings and owners (id, fingerprint, key) aggregated here:
+            # no string per list row in Arrow
+            state = stored.select("dataset_key, neighbor_key, neighbor_rank, similarity").to_arrow_table()
+            state_fingerprints = [f for (f,) in stored.aggregate("knn_fingerprint").distinct().fetchall()]
+            state_hashes = stored.filter("neighbor_rank = 1").select(
+                "dataset_id, embedding_hash, dataset_key").to_arrow_table()
+            if state_table_exists(session, "knn_index"):
+                indexes = dbt.source("clustering_state", "knn_index")
+                ivf_models = dict(indexes.select("knn_fingerprint, ivf_model").fetchall())
     # the matrix in id order as it streams in (the view's rows are not in id order after a re-run)
     current = read_embeddings(embeddings)
-    hashes = embeddings.select("dataset_id, embedding_hash").to_arrow_table()
-    keys = embeddings.select("dataset_id, dataset_key").to_arrow_table()
+    # each dataset's embedding fingerprint and key, in one read
+    hashes = embeddings.select("dataset_id, embedding_hash, dataset_key").to_arrow_table()
     method, params = knn_settings(len(current), **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
     return updated_neighbors(
         current,
@@ -63,7 +54,7 @@ def model(dbt, session):
         changed_only=True,
         state_fingerprints=state_fingerprints,
         state_hashes=state_hashes,
-        keys=keys,
+        keys=hashes,
         stale_state=stale,
         progress=dbt_progress("int_dataset_neighbors_updated"),
     )

@@ -529,3 +529,28 @@ def test_lists_stored_by_key_update_exactly_as_lists_stored_by_id(rng):
     twice = owners.set_column(2, "dataset_key", pa.array([11] * owners.num_rows))
     with pytest.raises(ClusteringInputError, match="two datasets share a key"):
         PreviousKnn.from_keyed_table(by_key, twice)
+
+
+def test_lists_stored_under_other_keys_than_the_cache_gives_now_are_searched_again(rng):
+    from mdc_clustering.stages.neighbor_search import updated_neighbors
+
+    ids = [f"a{i:05d}" for i in range(60)]
+    cur = with_hashes(table(ids, rng.normal(size=(60, 8))))
+    keys = pa.table({"dataset_id": ids, "dataset_key": list(range(60))})
+    first = updated_neighbors(cur, 5, changed_only=True, keys=keys)
+    by_key = first.select(["dataset_key", "neighbor_key", "neighbor_rank", "similarity"])
+    owners = first.filter(pa.compute.equal(first["neighbor_rank"], 1)).select(
+        ["dataset_id", "embedding_hash", "dataset_key"])
+    owners = owners.set_column(0, "dataset_id", owners["dataset_id"].cast(pa.string()))
+    fingerprints = sorted(set(first["knn_fingerprint"].to_pylist()))
+    same = updated_neighbors(cur, 5, state=by_key, state_hashes=owners, state_fingerprints=fingerprints,
+                             changed_only=True, keys=keys)
+    assert set(same["knn_path"].to_pylist()) == {"incremental"}
+    # two datasets swap keys in the cache: the stored lists would name the wrong datasets
+    swapped = pa.table({"dataset_id": ids, "dataset_key": [1, 0] + list(range(2, 60))})
+    again = updated_neighbors(cur, 5, state=by_key, state_hashes=owners, state_fingerprints=fingerprints,
+                              changed_only=True, keys=swapped)
+    assert set(again["knn_path"].to_pylist()) == {"full"}
+    assert set(again["knn_reason"].to_pylist()) == {
+        "full search: 2 stored lists name their dataset by another key than the embedding cache's"}
+    assert again.num_rows == 60 * 5

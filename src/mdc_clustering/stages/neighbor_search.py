@@ -141,6 +141,18 @@ def row_keys(ids: pa.Array, keys: pa.Table) -> np.ndarray:
     return key_of.astype(np.int32)
 
 
+def _stored_keys_differ(state_hashes: pa.Table | None, keys: pa.Table | None) -> int:
+    """Stored lists (``state_hashes``: one row per list, with its owner's ``dataset_key``) whose owner has
+    another key in ``keys`` now (owners no longer among ``keys`` do not count); 0 without keys."""
+    if keys is None or state_hashes is None or "dataset_key" not in state_hashes.column_names:
+        return 0
+    where = pc.index_in(as_strings(state_hashes.column("dataset_id")),
+                        value_set=as_strings(keys.column("dataset_id")))
+    now = keys.column("dataset_key").combine_chunks().cast(pa.int64()).take(where)
+    differ = pc.not_equal(state_hashes.column("dataset_key").combine_chunks().cast(pa.int64()), now)
+    return int(pc.sum(pc.fill_null(differ, False)).as_py() or 0)
+
+
 def updated_neighbors(
     embeddings: pa.Table | Embeddings,
     k: int,
@@ -203,8 +215,9 @@ def updated_neighbors(
         positions (no string look-up).
     stale_state
         Why the stored lists cannot be updated although they exist (for
-        example, they name datasets by other keys than ``keys``): the full
-        path, with this reason.
+        example, they were stored without keys): the full path, with this
+        reason. Lists whose owners' stored keys (``state_hashes``'
+        ``dataset_key``) differ from ``keys`` take the full path too.
 
     The update (:func:`mdc_clustering.neighbors.update_knn`) runs when the
     state's fingerprint equals this run's and the new, changed (embedding
@@ -243,6 +256,9 @@ def updated_neighbors(
         elif (sorted(state_fingerprints) if state_fingerprints is not None
               else pc.unique(state.column("knn_fingerprint")).to_pylist()) != [fingerprint]:
             reason = "full search: the k-NN settings (k, method, parameters) or the dimension changed"
+        elif differ := _stored_keys_differ(state_hashes, keys):
+            # keys are stable by construction (embedding_cache): a guard, lists by other keys are not read
+            reason = f"full search: {differ} stored lists name their dataset by another key than the embedding cache's"
         else:
             if state_hashes is None:
                 owners = state.group_by("dataset_id").aggregate([("embedding_hash", "min")])
