@@ -156,7 +156,8 @@ def _leiden_run(
     # module by default). igraph's own "until stable" (n_iterations < 0) can loop for ever at
     # very high resolutions, so run one pass at a time, each from a generator seeded afresh
     # (a pass is then a fixed function of its start partition), until a pass changes nothing
-    # or gains less than _QUALITY_TOLERANCE (relative) in modularity at this resolution.
+    # or gains less than _QUALITY_TOLERANCE (relative) in modularity at this resolution; such a
+    # pass's moves are dropped.
     membership = _canonical(initial) if initial is not None else None
     quality = -np.inf if membership is None else _quality(graph, membership, resolution)
     start_quality = None if membership is None else quality
@@ -175,8 +176,9 @@ def _leiden_run(
                 break
             moved_quality = _quality(graph, moved, resolution)
             if membership is not None and moved_quality <= quality + _QUALITY_TOLERANCE * max(1.0, abs(quality)):
-                if moved_quality > quality:
-                    membership, quality = moved, moved_quality
+                # a pass that gains too little is not taken: the partition returned is then one whose
+                # next pass is refused too, so a re-run from it on the same graph returns it unchanged
+                # (taking that pass's moves left the next run a pass that could gain more)
                 break
             membership, quality = moved, moved_quality
     finally:
