@@ -7,11 +7,18 @@ view int_dataset_neighbors_searched gives every dataset's list. knn_index keeps 
 search trained.
 """
 
-from mdc_clustering.embeddings import read_embeddings
+import pyarrow.compute as pc
+
+from mdc_clustering.embeddings import array_dimension, read_embeddings
 from mdc_clustering.knn import knn_settings
 from mdc_clustering.progress import dbt_progress, state_table_exists
 from mdc_clustering.settings import run_settings
-from mdc_clustering.stages.neighbor_search import updated_neighbors
+from mdc_clustering.stages.neighbor_search import (
+    knn_fingerprint,
+    lists_unchanged,
+    unchanged_neighbors,
+    updated_neighbors,
+)
 
 
 def model(dbt, session):
@@ -20,6 +27,10 @@ def model(dbt, session):
     embeddings = dbt.ref("stg_chroma__embeddings")
     settings = run_settings(run)
     knn, reruns = settings.knn, settings.reruns
+    progress = dbt_progress("int_dataset_neighbors_updated")
+    # each dataset's embedding fingerprint and key, in one read
+    hashes = embeddings.select("dataset_id, embedding_hash, dataset_key").to_arrow_table()
+    method, params = knn_settings(hashes.num_rows, **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
     state_exists = state_table_exists(session, "knn_state")
     state, state_fingerprints, state_hashes, ivf_models, stale = None, None, None, {}, None
     if state_exists and reruns.incremental:
@@ -27,20 +38,30 @@ def model(dbt, session):
         if "neighbor_key" not in stored.columns:
             stale = "the stored lists were written before datasets had integer keys (dataset_key)"
         else:
-            # the lists by integer key, and their settings and owners (id, fingerprint, key) aggregated here:
-            # no string per list row in Arrow
-            state = stored.select("dataset_key, neighbor_key, neighbor_rank, similarity").to_arrow_table()
+            # the lists' settings and owners (id, fingerprint, key) aggregated here: no string per list row
             state_fingerprints = [f for (f,) in stored.aggregate("knn_fingerprint").distinct().fetchall()]
             state_hashes = stored.filter("neighbor_rank = 1").select(
                 "dataset_id, embedding_hash, dataset_key").to_arrow_table()
+            dim = array_dimension(dict(zip(embeddings.columns, embeddings.types, strict=True))["embedding"])
+            fingerprint = None if dim is None else knn_fingerprint(knn.k_neighbors, method, params, dim)
+            if fingerprint is not None and lists_unchanged(hashes, fingerprint, state_fingerprints, state_hashes):
+                # nothing new, changed or removed, and the same settings: the stored lists are this run's,
+                # and neither the matrix nor the lists need reading (the first dataset's list carries the facts)
+                first = pc.min(hashes.column("dataset_id")).as_py()
+                key = hashes.filter(pc.equal(hashes.column("dataset_id"), first)).column("dataset_key")[0].as_py()
+                first_list = stored.filter(f"dataset_key = {int(key)}").select(
+                    "dataset_id, neighbor_id, dataset_key, neighbor_key, neighbor_rank, similarity, embedding_hash"
+                ).to_arrow_table()
+                progress(f"nothing to update: the {hashes.num_rows} stored lists are this run's", final=True)
+                return unchanged_neighbors(first_list, knn.k_neighbors, dim, hashes.num_rows, fingerprint,
+                                           reruns.incremental_max_change_share)
+            # the lists by integer key
+            state = stored.select("dataset_key, neighbor_key, neighbor_rank, similarity").to_arrow_table()
             if state_table_exists(session, "knn_index"):
                 indexes = dbt.source("clustering_state", "knn_index")
                 ivf_models = dict(indexes.select("knn_fingerprint, ivf_model").fetchall())
     # the matrix in id order as it streams in (the view's rows are not in id order after a re-run)
     current = read_embeddings(embeddings)
-    # each dataset's embedding fingerprint and key, in one read
-    hashes = embeddings.select("dataset_id, embedding_hash, dataset_key").to_arrow_table()
-    method, params = knn_settings(len(current), **knn.model_dump(exclude={"k_neighbors", "knn_recall_sample"}))
     return updated_neighbors(
         current,
         knn.k_neighbors,
@@ -56,5 +77,5 @@ def model(dbt, session):
         state_hashes=state_hashes,
         keys=hashes,
         stale_state=stale,
-        progress=dbt_progress("int_dataset_neighbors_updated"),
+        progress=progress,
     )

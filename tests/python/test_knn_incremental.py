@@ -554,3 +554,43 @@ def test_lists_stored_under_other_keys_than_the_cache_gives_now_are_searched_aga
     assert set(again["knn_reason"].to_pylist()) == {
         "full search: 2 stored lists name their dataset by another key than the embedding cache's"}
     assert again.num_rows == 60 * 5
+
+
+def test_with_nothing_to_update_the_stored_first_list_gives_what_the_update_gives(rng):
+    """The dbt model skips the matrix and the lists when nothing changed; the update run in full is the oracle."""
+    from mdc_clustering.stages.neighbor_search import lists_unchanged, unchanged_neighbors, updated_neighbors
+
+    ids = [f"a{i:05d}" for i in range(120)]
+    x = rng.normal(size=(120, 10)).astype(np.float32)
+    keys = pa.table({"dataset_id": ids, "dataset_key": rng.permutation(120).astype(np.int32) + 7})
+    cur = with_hashes(table(ids, x))
+    stored = updated_neighbors(cur, 6, changed_only=True, keys=keys)  # a first run: every list
+    fingerprint = stored["knn_fingerprint"][0].as_py()
+    owners = stored.filter(pa.compute.equal(stored["neighbor_rank"], 1)).select(
+        ["dataset_id", "embedding_hash", "dataset_key"])
+    owners = owners.set_column(0, "dataset_id", owners["dataset_id"].cast(pa.string()))
+    hashes = cur.select(["dataset_id", "embedding_hash"]).append_column(
+        "dataset_key", keys["dataset_key"])
+    assert lists_unchanged(hashes, fingerprint, [fingerprint], owners)
+    want = updated_neighbors(cur, 6, state=stored.select(STATE_COLUMNS), changed_only=True, keys=keys)
+    first = stored.filter(pa.compute.equal(stored["dataset_id"].cast(pa.string()), "a00000"))
+    got = unchanged_neighbors(first.select(["dataset_id", "neighbor_id", "dataset_key", "neighbor_key",
+                                            "neighbor_rank", "similarity", "embedding_hash"]).take([3, 0, 5, 1, 4, 2]),
+                              6, 10, 120, fingerprint)
+    assert got.schema == want.schema
+    assert got.to_pylist() == want.to_pylist()
+    # anything to update, and the stored lists are not this run's
+    other = hashes.set_column(1, "embedding_hash", pa.array([-1] + hashes["embedding_hash"].to_pylist()[1:], pa.int64()))
+    swapped = hashes.set_column(2, "dataset_key", pa.array(hashes["dataset_key"].to_numpy()[::-1].copy()))
+    for current, prints, why in [
+        (hashes.slice(1), [fingerprint], "a dataset left"),
+        (pa.concat_tables([hashes, pa.table({"dataset_id": ["new"], "embedding_hash": pa.array([5], pa.int64()),
+                                             "dataset_key": pa.array([999], pa.int32())})]), [fingerprint], "a new one"),
+        (other, [fingerprint], "an embedding changed"),
+        (swapped, [fingerprint], "keys differ"),
+        (hashes, ["another"], "other settings"),
+        (hashes, [fingerprint, "another"], "lists under two settings"),
+    ]:
+        assert not lists_unchanged(current, fingerprint, prints, owners), why
+    with pytest.raises(ClusteringInputError, match="first_list must be one dataset's stored list"):
+        unchanged_neighbors(stored.slice(0, 12).select(first.column_names), 6, 10, 120, fingerprint)

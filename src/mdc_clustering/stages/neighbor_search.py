@@ -61,13 +61,14 @@ def _search(emb: Embeddings, k: int, method: str, params, progress: Progress) ->
     return found
 
 
-def _searched_table(ids: pa.Array, found: KnnResult, owners: np.ndarray | None = None) -> pa.Table:
+def _searched_table(ids: pa.Array, found: KnnResult, owners: np.ndarray | None = None,
+                    neighbor_ids: pa.Array | None = None) -> pa.Table:
     """:func:`knn_table` of a search (of the lists of ``owners`` only, when given), with how it searched
     (the same on every row)."""
     if owners is None or owners.size == len(ids):
-        table = knn_table(ids, found.indices, found.similarities)
+        table = knn_table(ids, found.indices, found.similarities, neighbor_ids)
     else:
-        table = knn_table(ids, found.indices[owners], found.similarities[owners], owners=owners)
+        table = knn_table(ids, found.indices[owners], found.similarities[owners], neighbor_ids, owners=owners)
     rows = table.num_rows
     for name, value, arrow_type in (
         ("search_dims", found.search_dims, pa.int16()),
@@ -299,18 +300,82 @@ def updated_neighbors(
         if owners.size == 0 and n:
             owners = np.zeros(1, np.int64)  # an unchanged list, so that the run's facts have a row
     table = _searched_table(ids, found, owners)
-    rows = table.num_rows
-    width = rows // max(owners.size, 1)
+    width = table.num_rows // max(owners.size, 1)
     owner = np.repeat(owners, width)
+    listed_keys = None
     if keys is not None:
         key_of = row_keys(ids, keys)
-        table = (table.append_column("dataset_key", pa.array(key_of[owner]))
-                 .append_column("neighbor_key", pa.array(key_of[found.indices[owners].reshape(-1)])))
+        listed_keys = (key_of[owner], key_of[found.indices[owners].reshape(-1)])
+    return _with_run_facts(table, listed_keys, found, own_hash.take(pa.array(owner)), flags[owner],
+                           path, reason, fingerprint)
+
+
+def _with_run_facts(table, listed_keys, found: KnnResult, own_hash, changed: np.ndarray, path: str, reason: str,
+                    fingerprint: str) -> pa.Table:
+    """``table`` (:func:`_searched_table`'s rows) with the columns :func:`updated_neighbors` adds, in its order."""
+    rows = table.num_rows
+    if listed_keys is not None:
+        table = (table.append_column("dataset_key", pa.array(listed_keys[0], pa.int32()))
+                 .append_column("neighbor_key", pa.array(listed_keys[1], pa.int32())))
     model = found.model.to_bytes() if found.model is not None else None
     table = (table.append_column("ivf_model", pa.array([model] + [None] * (rows - 1) if rows else [], pa.binary()))
              .append_column("ivf_model_reused", constant_column(found.model_reused, pa.bool_(), rows)))
-    return (table.append_column("embedding_hash", own_hash.take(pa.array(owner)))
-            .append_column("list_changed", pa.array(flags[owner]))
+    return (table.append_column("embedding_hash", own_hash)
+            .append_column("list_changed", pa.array(changed, pa.bool_()))
             .append_column("knn_path", constant_column(path, pa.string(), rows))
             .append_column("knn_reason", constant_column(reason, pa.string(), rows))
             .append_column("knn_fingerprint", constant_column(fingerprint, pa.string(), rows)))
+
+
+def lists_unchanged(
+    hashes: pa.Table, fingerprint: str, state_fingerprints: list[str] | None, state_hashes: pa.Table | None
+) -> bool:
+    """True when the stored lists are already this run's: stored under this run's k-NN settings
+    (``fingerprint``, see :func:`knn_fingerprint`) for the same datasets, with the same embedding hashes
+    and keys (``hashes`` and ``state_hashes``: ``dataset_id``, ``embedding_hash``, ``dataset_key``, one
+    row per current dataset and per stored list). Needs no embedding: a re-run that finds nothing to
+    update can skip reading the matrix and the lists (:func:`unchanged_neighbors`)."""
+    if state_hashes is None or state_fingerprints is None or sorted(set(state_fingerprints)) != [fingerprint]:
+        return False
+    if state_hashes.num_rows != hashes.num_rows:
+        return False
+    where = pc.index_in(as_strings(hashes.column("dataset_id")), value_set=as_strings(state_hashes.column("dataset_id")))
+    if where.null_count:
+        return False
+    for name in ("embedding_hash", "dataset_key"):
+        if name not in hashes.column_names or name not in state_hashes.column_names:
+            return False
+        now = hashes.column(name).combine_chunks()
+        was = state_hashes.column(name).combine_chunks().cast(now.type).take(where)
+        if not pc.all(pc.fill_null(pc.equal(now, was), False)).as_py():
+            return False
+    return True
+
+
+def unchanged_neighbors(first_list: pa.Table, k: int, dim: int, n: int, fingerprint: str,
+                        max_change_share: float = 0.2) -> pa.Table:
+    """What :func:`updated_neighbors` returns (``changed_only``) when :func:`lists_unchanged`: the first
+    dataset's stored list (by id), no list changed, the incremental path.
+
+    ``first_list``: that dataset's rows of ``clustering_state.knn_state`` (``dataset_id``,
+    ``neighbor_id``, ``dataset_key``, ``neighbor_key``, ``neighbor_rank``, ``similarity``,
+    ``embedding_hash``), in any order; ``n`` the number of datasets, ``dim`` the embedding's dimension.
+    """
+    from ..neighbors import decide_full_run
+
+    rows = first_list.sort_by("neighbor_rank")
+    owners = pc.unique(rows.column("dataset_id")).to_pylist()
+    if len(owners) != 1 or rows.column("neighbor_rank").to_pylist() != list(range(1, rows.num_rows + 1)):
+        raise ClusteringInputError(
+            f"first_list must be one dataset's stored list ranked 1..w, got owners {owners[:3]} and ranks "
+            f"{rows.column('neighbor_rank').to_pylist()[:5]}"
+        )
+    width = min(rows.num_rows, k)
+    rows = rows.slice(0, width)
+    found = KnnResult(np.arange(width, dtype=np.int64)[None, :],
+                      rows.column("similarity").to_numpy().astype(np.float32)[None, :], search_dims=dim)
+    table = _searched_table(pa.array(owners, pa.string()), found, neighbor_ids=as_strings(rows.column("neighbor_id")))
+    reason = decide_full_run(n, 0, 0, 0, max_change_share=max_change_share).reason
+    listed_keys = (rows.column("dataset_key").to_numpy(), rows.column("neighbor_key").to_numpy())
+    return _with_run_facts(table, listed_keys, found, rows.column("embedding_hash").combine_chunks(),
+                           np.zeros(width, bool), "incremental", reason, fingerprint)
