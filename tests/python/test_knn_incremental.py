@@ -580,12 +580,14 @@ def test_with_nothing_to_update_the_stored_first_list_gives_what_the_update_give
     assert got.schema == want.schema
     assert got.to_pylist() == want.to_pylist()
     # anything to update, and the stored lists are not this run's
-    other = hashes.set_column(1, "embedding_hash", pa.array([-1] + hashes["embedding_hash"].to_pylist()[1:], pa.int64()))
+    other = hashes.set_column(1, "embedding_hash",
+                              pa.array([-1] + hashes["embedding_hash"].to_pylist()[1:], pa.int64()))
     swapped = hashes.set_column(2, "dataset_key", pa.array(hashes["dataset_key"].to_numpy()[::-1].copy()))
     for current, prints, why in [
         (hashes.slice(1), [fingerprint], "a dataset left"),
         (pa.concat_tables([hashes, pa.table({"dataset_id": ["new"], "embedding_hash": pa.array([5], pa.int64()),
-                                             "dataset_key": pa.array([999], pa.int32())})]), [fingerprint], "a new one"),
+                                             "dataset_key": pa.array([999], pa.int32())})]),
+         [fingerprint], "a new one"),
         (other, [fingerprint], "an embedding changed"),
         (swapped, [fingerprint], "keys differ"),
         (hashes, ["another"], "other settings"),

@@ -339,7 +339,8 @@ def lists_unchanged(
         return False
     if state_hashes.num_rows != hashes.num_rows:
         return False
-    where = pc.index_in(as_strings(hashes.column("dataset_id")), value_set=as_strings(state_hashes.column("dataset_id")))
+    where = pc.index_in(as_strings(hashes.column("dataset_id")),
+                        value_set=as_strings(state_hashes.column("dataset_id")))
     if where.null_count:
         return False
     for name in ("embedding_hash", "dataset_key"):
