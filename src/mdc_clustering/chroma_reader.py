@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from .validation import check_dimensions, check_embeddings, check_id_overlap, po
 
 __all__ = [
     "COLLECTION_NAME_RE",
+    "chroma_session",
     "empty_embeddings_table",
     "get_client",
     "list_ids",
@@ -32,6 +34,8 @@ COLLECTION_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-
 
 _CLIENTS: dict[str, object] = {}
 _CLIENTS_LOCK = threading.Lock()
+_SESSIONS = [0]  # chroma_session blocks open in this process
+_MADE_IN_SESSION: set[str] = set()  # stores whose client a session made: closed when the last session ends
 
 SAMPLE_HINT = (
     "The pipeline's store comes from MDC_CHROMA_PATH / MDC_CHROMA_COLLECTION (or --vars chroma_path / "
@@ -69,7 +73,36 @@ def get_client(path: str | Path, *, path_var: str = "chroma_path"):
             _CLIENTS[key] = chromadb.PersistentClient(
                 path=key, settings=Settings(anonymized_telemetry=False)
             )
+            if _SESSIONS[0]:
+                _MADE_IN_SESSION.add(key)
         return _CLIENTS[key]
+
+
+@contextmanager
+def chroma_session() -> Iterator[None]:
+    """Close the clients made inside this block when the last such block in the process ends.
+
+    An open local client keeps the vectors of every collection it touched in memory (Chroma
+    loads a collection's index on its first read: about 2 GB for a million 384-d embeddings),
+    and the dbt process lives on for the whole build. The readers here each run in a session,
+    so that memory is returned once the pull is done, not at the end of the build. Sessions
+    nest and may overlap across threads (dbt runs models side by side): clients are closed only
+    when none is open. A client made by :func:`get_client` outside any session stays open.
+    """
+    with _CLIENTS_LOCK:
+        _SESSIONS[0] += 1
+    try:
+        yield
+    finally:
+        with _CLIENTS_LOCK:
+            _SESSIONS[0] -= 1
+            closing = [] if _SESSIONS[0] else [_CLIENTS.pop(key) for key in sorted(_MADE_IN_SESSION) if key in _CLIENTS]
+            if not _SESSIONS[0]:
+                _MADE_IN_SESSION.clear()
+        for client in closing:
+            close = getattr(client, "close", None)  # chromadb >= 1.1
+            if close is not None:
+                close()
 
 
 def open_collection(
@@ -162,14 +195,15 @@ def read_collection(
         ``embedding`` (fixed-size list of float32) and ``embedding_norm``
         (float64 L2 norm).
     """
-    ids = list_ids(
-        path, name, path_var=path_var, name_var=name_var, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
-        datasets_source=datasets_source,
-    )
-    return read_items(
-        path, name, ids, page_size=page_size, on_invalid=on_invalid, progress=progress, path_var=path_var,
-        name_var=name_var, processes=processes,
-    )
+    with chroma_session():
+        ids = list_ids(
+            path, name, path_var=path_var, name_var=name_var, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
+            datasets_source=datasets_source,
+        )
+        return read_items(
+            path, name, ids, page_size=page_size, on_invalid=on_invalid, progress=progress, path_var=path_var,
+            name_var=name_var, processes=processes,
+        )
 
 
 def list_ids(
@@ -187,9 +221,10 @@ def list_ids(
     An empty collection or duplicate ids stop here; with ``dataset_ids``, so
     does an id overlap below ``min_id_overlap``.
     """
-    collection = open_collection(path, name, path_var=path_var, name_var=name_var)
     source = f"Chroma collection {name!r} at {path!s}"
-    ids: list[str] = list(collection.get(include=[])["ids"])
+    with chroma_session():
+        collection = open_collection(path, name, path_var=path_var, name_var=name_var)
+        ids: list[str] = list(collection.get(include=[])["ids"])
     check_embeddings(ids, np.zeros((len(ids), 1), np.float32) + 1, source=source)  # empty + duplicate ids
     if dataset_ids is not None:  # before the pull: a store of another pipeline stops here
         check_id_overlap(
@@ -211,6 +246,12 @@ def read_items(
     processes: int | None = None,
 ) -> pa.Table:
     """The items ``ids`` (sorted, present in the collection) as :func:`read_collection`'s table."""
+    with chroma_session():
+        return _read_items(path, name, ids, page_size=page_size, on_invalid=on_invalid, progress=progress,
+                           path_var=path_var, name_var=name_var, processes=processes)
+
+
+def _read_items(path, name, ids, *, page_size, on_invalid, progress, path_var, name_var, processes) -> pa.Table:
     page_size = positive_int("chroma_page_size", page_size)
     started = time.perf_counter()
     collection = open_collection(path, name, path_var=path_var, name_var=name_var)

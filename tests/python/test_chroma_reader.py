@@ -173,3 +173,30 @@ def test_errors_name_the_reference_vars_when_reading_the_reference_collection(tm
     assert "chroma_path =" not in str(missing.value).replace("reference_chroma_path", "")
     with pytest.raises(ClusteringInputError, match="var reference_collection = 'x'"):
         read_collection(tmp_path, "x", path_var="reference_chroma_path", name_var="reference_collection")
+
+
+def test_a_read_closes_the_client_it_opened_but_not_one_the_caller_holds(tmp_path, rng):
+    """Chroma keeps a touched collection's vectors in memory while its client is open (2 GB a million)."""
+    import mdc_clustering.chroma_reader as reader
+
+    n, d = 60, 4
+    ids = [f"ds-{i:03d}" for i in range(n)]
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    make_store(tmp_path / "store", "coll_s", ids, vectors, [{"document_id": "x"}] * n)
+    key = str((tmp_path / "store").resolve())
+    reader._CLIENTS.pop(key, None)
+    first = read_collection(tmp_path / "store", "coll_s")
+    assert key not in reader._CLIENTS  # closed once the read is done
+    assert read_collection(tmp_path / "store", "coll_s").equals(first)  # and opened afresh by the next
+    with reader.chroma_session():  # sessions nest: the inner read leaves the client to the outer block
+        read_collection(tmp_path / "store", "coll_s")
+        inner = reader._CLIENTS[key]
+        with reader.chroma_session():
+            pass
+        assert reader._CLIENTS.get(key) is inner
+    assert key not in reader._CLIENTS
+    held = reader.get_client(tmp_path / "store")  # outside any session: the caller's to keep
+    assert read_collection(tmp_path / "store", "coll_s").equals(first)
+    assert reader._CLIENTS[key] is held
+    assert held.get_collection("coll_s").count() == n  # still open
+    reader._CLIENTS.pop(key, None)

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..chroma_reader import empty_embeddings_table, list_ids, read_items
+from ..chroma_reader import chroma_session, empty_embeddings_table, list_ids, read_items
 from ..errors import ClusteringInputError
 from ..neighbors._common import as_strings
 from ._arrow import Progress, constant_column
@@ -155,6 +155,14 @@ def plan_pull(
     ``cache_keyed`` false (the cache has no ``dataset_key`` column: an older
     version wrote it) means the full path, so that every row gets a key.
     """
+    with chroma_session():  # one opening of the store for the listing and the sample read back
+        return _plan_pull(path, name, cached, fingerprints, incremental, max_change_share, check_sample,
+                          cached_sample, page_size, on_invalid, dataset_ids, min_id_overlap, datasets_source,
+                          cache_keyed, progress)
+
+
+def _plan_pull(path, name, cached, fingerprints, incremental, max_change_share, check_sample, cached_sample,
+               page_size, on_invalid, dataset_ids, min_id_overlap, datasets_source, cache_keyed, progress):
     ids = list_ids(path, name, dataset_ids=dataset_ids, min_id_overlap=min_id_overlap,
                    datasets_source=datasets_source)
     md5 = text_fingerprints(pa.array(ids, pa.string()), fingerprints)
