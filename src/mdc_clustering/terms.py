@@ -77,15 +77,48 @@ def cluster_terms(
     return cluster_terms_of_texts(joined, top_n=top_n, extra_stop_words=extra_stop_words)
 
 
-def _has_a_term(texts: list[str], extra_stop_words) -> bool:
-    """Whether any text holds a term (datasets without text, or only stop words, give no terms at all)."""
+def _top_terms(texts: list[str], top_n: int, extra_stop_words) -> list[list[tuple[str, float]]]:
+    """Each text's ``top_n`` terms by :func:`class_tfidf`'s score (ties by term), without building its matrix.
+
+    The same counts and the same float operations as :func:`class_tfidf` (uni- and bigrams of the
+    tokens left after the stop words, ``count * (1 / class total) * idf``), so the same scores to the
+    bit; but counted with ``collections.Counter`` one class at a time and ranked by a partial sort,
+    where scikit-learn's vectorizer also sorts the whole vocabulary (twice).
+    """
     import re
+    from collections import Counter
 
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     stop = ENGLISH_STOP_WORDS | {w.lower() for w in extra_stop_words}
-    pattern = re.compile(TOKEN_PATTERN)
-    return any(token.lower() not in stop for text in texts for token in pattern.findall(text))
+    find = re.compile(TOKEN_PATTERN).findall
+    vocabulary: dict[str, int] = {}
+    per_class_ids, per_class_counts = [], []
+    for text in texts:
+        tokens = [token for token in find(text.lower()) if token not in stop]
+        counted = Counter(tokens)
+        counted.update(map(" ".join, zip(tokens, tokens[1:], strict=False)))
+        ids = np.fromiter((vocabulary.setdefault(term, len(vocabulary)) for term in counted), np.int64,
+                          count=len(counted))
+        per_class_ids.append(ids)
+        per_class_counts.append(np.fromiter(counted.values(), np.float64, count=len(counted)))
+    per_class = np.array([c.sum() for c in per_class_counts], dtype=np.float64)
+    per_term = np.zeros(len(vocabulary), dtype=np.float64)
+    for ids, counts in zip(per_class_ids, per_class_counts, strict=True):
+        per_term[ids] += counts  # a class names each term once
+    idf = np.log(1.0 + per_class.mean() / per_term) if len(vocabulary) else per_term
+    names = list(vocabulary)
+    out = []
+    for ids, counts, total in zip(per_class_ids, per_class_counts, per_class, strict=True):
+        scores = (counts * (1.0 / max(total, 1.0))) * idf[ids]
+        if scores.size > top_n:  # every term scoring at least the top_n-th best (ties at the cut included)
+            cut = np.partition(scores, scores.size - top_n)[scores.size - top_n]
+            keep = np.flatnonzero(scores >= cut)
+        else:
+            keep = np.arange(scores.size)
+        ranked = sorted((-scores[i], names[ids[i]]) for i in keep.tolist())[:top_n]
+        out.append([(term, -negative) for negative, term in ranked])
+    return out
 
 
 def cluster_terms_of_texts(cluster_texts: pa.Table, *, top_n: int = 10, extra_stop_words: list[str] = ()) -> pa.Table:
@@ -110,16 +143,12 @@ def cluster_terms_of_texts(cluster_texts: pa.Table, *, top_n: int = 10, extra_st
     clusters = cluster_texts.column("cluster").to_pylist()
     out = {"cluster": [], "term_rank": [], "term": [], "score": []}
     texts = [t or "" for t in cluster_texts.column("text").to_pylist()]
-    if clusters and _has_a_term(texts, extra_stop_words):
-        scores, terms = class_tfidf(texts, extra_stop_words=list(extra_stop_words))
-        for row, cluster in enumerate(clusters):
-            line = scores.getrow(row)
-            ranked = np.lexsort((terms[line.indices], -line.data))[:top_n]
-            for rank, j in enumerate(ranked, start=1):
-                out["cluster"].append(cluster)
-                out["term_rank"].append(rank)
-                out["term"].append(str(terms[line.indices[j]]))
-                out["score"].append(float(line.data[j]))
+    for cluster, ranked in zip(clusters, _top_terms(texts, top_n, extra_stop_words), strict=True):
+        for rank, (term, score) in enumerate(ranked, start=1):
+            out["cluster"].append(cluster)
+            out["term_rank"].append(rank)
+            out["term"].append(term)
+            out["score"].append(float(score))
     return pa.table(
         {
             "cluster": pa.array(out["cluster"], pa.string()),

@@ -220,3 +220,29 @@ def test_clusters_without_any_term_get_no_terms_instead_of_an_error():
     assert empty.num_rows == 0 and empty.column_names == ["cluster", "term_rank", "term", "score"]
     some = cluster_terms_of_texts(pa.table({"cluster": ["a", "b"], "text": ["", "river water"]}))
     assert set(some.column("cluster").to_pylist()) == {"b"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cluster_terms_equal_scikit_learns_count_vectorizer_to_the_bit(seed):
+    """The terms are counted without the vectorizer (a million texts: 47 s -> ~12 s); it stays the oracle."""
+    from mdc_clustering.terms import cluster_terms_of_texts
+
+    rng = np.random.default_rng(seed)
+    words = ["river", "Water", "flow", "café", "naïve", "δέλτα", "x", "ab", "data", "the", "and", "of", "a1",
+             "foo_bar", "2024", "ΣΟΦΙΑ", "über", "it's", "co-op", "e.g.", "GENE", "gene", "cell", "cells"]
+    texts = []
+    for c in range(int(rng.integers(3, 8))):
+        n = int(rng.integers(0, 300)) if c else 0  # one empty cluster
+        picks = rng.choice(len(words), n, p=np.linspace(1, 3, len(words)) / np.linspace(1, 3, len(words)).sum())
+        seps = rng.choice([" ", "  ", ", ", ".\n", "-", "/"], n)
+        texts.append("".join(words[p] + s for p, s in zip(picks, seps, strict=True)))
+    table = pa.table({"cluster": [f"c{i}" for i in range(len(texts))], "text": texts})
+    got = cluster_terms_of_texts(table, top_n=4, extra_stop_words=["Data"])
+    scores, terms = class_tfidf(texts, extra_stop_words=["Data"])
+    want = []
+    for row in range(len(texts)):
+        line = scores.getrow(row)
+        for rank, j in enumerate(np.lexsort((terms[line.indices], -line.data))[:4], start=1):
+            want.append({"cluster": f"c{row}", "term_rank": rank, "term": str(terms[line.indices[j]]),
+                         "score": float(line.data[j])})
+    assert got.to_pylist() == want
