@@ -55,8 +55,10 @@ def model(dbt, session):
                 progress(f"nothing to update: the {hashes.num_rows} stored lists are this run's", final=True)
                 return unchanged_neighbors(first_list, knn.k_neighbors, dim, hashes.num_rows, fingerprint,
                                            reruns.incremental_max_change_share)
-            # the lists by integer key
-            state = stored.select("dataset_key, neighbor_key, neighbor_rank, similarity").to_arrow_table()
+
+            def state():  # the lists by integer key, read by the update itself, which lets them go once unpacked
+                return stored.select("dataset_key, neighbor_key, neighbor_rank, similarity").to_arrow_table()
+
             if state_table_exists(session, "knn_index"):
                 indexes = dbt.source("clustering_state", "knn_index")
                 ivf_models = dict(indexes.select("knn_fingerprint, ivf_model").fetchall())

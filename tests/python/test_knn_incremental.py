@@ -523,6 +523,13 @@ def test_lists_stored_by_key_update_exactly_as_lists_stored_by_id(rng):
                           changed_only=True, keys=keys_of(cur_ids))
     assert set(b["knn_path"].to_pylist()) == {"incremental"}
     assert b.to_pylist() == a.to_pylist()
+    # the dbt model passes a function that reads the lists (so that the update can let them go)
+    read = []
+    c = updated_neighbors(cur, 8, state=lambda: read.append(1) or by_key, state_hashes=owners,
+                          state_fingerprints=fingerprints, changed_only=True, keys=keys_of(cur_ids))
+    assert read == [1] and c.to_pylist() == a.to_pylist()
+    updated_neighbors(cur, 8, state=lambda: read.append(2) or by_key, incremental=False, keys=keys_of(cur_ids))
+    assert read == [1]  # not read at all on the full path the settings ask for
     # keys that name no owner, or two owners with one key, are refused
     with pytest.raises(ClusteringInputError, match="8 dataset_key values are not keys of the owners"):
         PreviousKnn.from_keyed_table(by_key, owners.filter(pa.compute.not_equal(owners["dataset_id"], ids[0])))

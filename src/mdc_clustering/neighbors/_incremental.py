@@ -90,7 +90,8 @@ class PreviousKnn:
     ids
         String ids of the previous run's datasets (unique, any order).
     indices
-        ``int64`` ``(n_prev, w)``: row ``i`` lists the positions in ``ids`` of
+        integer ``(n_prev, w)`` (int32 as read from a table, below 2**31
+        rows; an update keeps that type): row ``i`` lists the positions in ``ids`` of
         the neighbours of ``ids[i]``, by decreasing similarity (ties by
         position), never ``i`` itself; ``w = min(k_prev, n_prev - 1)``. A
         list may be shorter (padded with ``-1`` at its end) when it is the
@@ -163,7 +164,7 @@ class PreviousKnn:
         rank = table.column("neighbor_rank").to_numpy().astype(np.int64) - 1
         if np.any((rank < 0) | (rank >= counts[row])):
             raise ClusteringInputError("previous k-NN table: each dataset's neighbor_rank must run from 1 to its count")
-        indices = np.full((n, width), -1, np.int64)
+        indices = np.full((n, width), -1, _position_type(n))
         sims = np.full((n, width), -np.inf, np.float32)
         indices[row, rank] = neighbor
         sims[row, rank] = table.column("similarity").to_numpy().astype(np.float32)
@@ -375,7 +376,9 @@ def update_knn(
     ids = _strings(emb.ids)
     prev_ids = _strings(previous.ids)
     n_prev = len(prev_ids)
-    prev_indices = np.asarray(previous.indices, dtype=np.int64)
+    # positions as int32 below 2**31 rows: every (rows, width) index array below is half the size
+    position = _position_type(max(n, len(prev_ids)))
+    prev_indices = np.asarray(previous.indices, dtype=position)
     prev_sims = np.asarray(previous.similarities, dtype=np.float32)
     width = prev_indices.shape[1] if prev_indices.ndim == 2 else -1
     if prev_indices.shape != (n_prev, width) or prev_sims.shape != prev_indices.shape or width > max(0, n_prev - 1):
@@ -403,24 +406,32 @@ def update_knn(
     # Previous positions -> current positions of the datasets that stay in lists (-1: removed or changed).
     survives = prev_to_cur >= 0
     survives[survives] = ~dirty[prev_to_cur[survives]]
-    mapped = np.append(np.where(survives, prev_to_cur, -1), -1)  # [-1] (padding) maps to -1
+    mapped = np.append(np.where(survives, prev_to_cur, -1), -1).astype(position)  # [-1] (padding) maps to -1
 
     stay = np.flatnonzero(~dirty)  # carried-over rows, unchanged
-    held = mapped[prev_indices[cur_to_prev[stay]]]  # their previous lists in current positions
-    held_sims = prev_sims[cur_to_prev[stay]]
+    held_rows = cur_to_prev[stay]
     # a list that held every other previous dataset: all carried-over datasets are in it
-    exhaustive = (prev_indices[cur_to_prev[stay]] >= 0).sum(axis=1) >= n_prev - 1
+    exhaustive = (prev_indices >= 0).sum(axis=1)[held_rows] >= n_prev - 1
+    held = mapped[prev_indices[held_rows]]  # their previous lists in current positions
+    held_sims = prev_sims[held_rows]
+    del held_rows
     before, before_sims = _fit(held, kk, -1), _fit(held_sims, kk, -np.inf)  # for changed_rows
-    order = np.argsort(held < 0, axis=1, kind="stable")  # departed members to the end, order kept
-    held = _fit(np.take_along_axis(held, order, axis=1), ww, -1)
-    held_sims = _fit(np.take_along_axis(held_sims, order, axis=1), ww, -np.inf)
+    gone = held < 0
+    if gone.any():  # departed members (or padding) to the end, order kept
+        order = np.argsort(gone, axis=1, kind="stable")
+        held = np.take_along_axis(held, order, axis=1)
+        held_sims = np.take_along_axis(held_sims, order, axis=1)
+        del order
+    del gone
+    held, held_sims = _fit(held, ww, -1), _fit(held_sims, ww, -np.inf)
     held_sims[held < 0] = -np.inf
     refill = ((held[:, :kk] < 0).any(axis=1) if kk else np.zeros(len(stay), bool)) & ~exhaustive
     keep = stay[~refill]
 
-    indices = np.full((n, ww), -1, np.int64)
+    indices = np.full((n, ww), -1, position)
     sims = np.full((n, ww), -np.inf, np.float32)
     indices[keep], sims[keep] = held[~refill], held_sims[~refill]
+    del held, held_sims
     is_open = np.zeros(n, bool)  # kept lists holding every carried-over dataset (take any insertion until full)
     is_open[keep] = exhaustive[~refill]
     queries = np.sort(np.concatenate([np.flatnonzero(dirty), stay[refill]]))
@@ -587,6 +598,11 @@ def _fit(a: np.ndarray, width: int, fill) -> np.ndarray:
     if a.shape[1] >= width:
         return np.ascontiguousarray(a[:, :width])
     return np.concatenate([a, np.full((a.shape[0], width - a.shape[1]), fill, a.dtype)], axis=1)
+
+
+def _position_type(n: int) -> type:
+    """The integer type of row positions among ``n`` rows: int32 while it holds them."""
+    return np.int32 if n < 2**31 - 1 else np.int64
 
 
 def _positions(values: pa.Array, value_set: pa.Array) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -161,7 +162,7 @@ def updated_neighbors(
     hashes: pa.Table | None = None,
     method: str = "exact",
     params: IvfParams | HnswParams | None = None,
-    state: pa.Table | None = None,
+    state: pa.Table | Callable[[], pa.Table] | None = None,
     incremental: bool = True,
     max_change_share: float = 0.2,
     ivf_models: dict[str, bytes] | None = None,
@@ -185,7 +186,10 @@ def updated_neighbors(
         ``dataset_id``, ``embedding_hash`` in any order (default: the
         columns of ``embeddings``).
     state
-        The last run's ``clustering_state.knn_state`` (None before any):
+        The last run's ``clustering_state.knn_state`` (None before any), or
+        a function that reads it: then it is read only when the update needs
+        it and let go once its lists are unpacked (at a million datasets, 30
+        million rows the update no longer holds twice):
         :func:`nearest_neighbors`'s ``dataset_id``, ``neighbor_id``,
         ``neighbor_rank``, ``similarity``, plus the owner's
         ``embedding_hash`` and ``knn_fingerprint`` (:func:`knn_fingerprint`).
@@ -249,10 +253,12 @@ def updated_neighbors(
         raise ClusteringInputError("hashes: an embedded dataset has no embedding_hash row")
     own_hash = hashes.column("embedding_hash").take(at)
     path, reason, update = "full", "incremental is off", None
+    if callable(state) and incremental and stale_state is None:
+        state = state()
     if incremental:
         if stale_state is not None:
             reason = f"full search: {stale_state}"
-        elif state is None or state.num_rows == 0:
+        elif state is None or callable(state) or state.num_rows == 0:
             reason = "full search: no k-NN lists stored by an earlier run"
         elif (sorted(state_fingerprints) if state_fingerprints is not None
               else pc.unique(state.column("knn_fingerprint")).to_pylist()) != [fingerprint]:
@@ -277,6 +283,7 @@ def updated_neighbors(
                 previous = PreviousKnn.from_keyed_table(state, state_hashes.select(["dataset_id", "dataset_key"]))
             else:
                 previous = PreviousKnn.from_table(state)
+            state = None  # the caller's function passed the only reference: the rows go now
             decision = decide_full_run(len(stored_ids), new, len(changed), removed, max_change_share=max_change_share,
                                        k=k, previous_width=previous.indices.shape[1])
             reason = decision.reason
