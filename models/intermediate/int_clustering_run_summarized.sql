@@ -38,6 +38,7 @@ summarized as (
         any_value(memberships.datasets_placed) as datasets_placed,
         any_value(memberships.datasets_left_unplaced) as datasets_left_unplaced,
         any_value(memberships.placement_seconds) as placement_seconds,
+        any_value(memberships.leiden_reused) as leiden_reused,
         count(*) as n_datasets,
         count(distinct memberships.cluster) as n_clusters,
         count(*) filter (where memberships.cluster is null) as n_unclustered,

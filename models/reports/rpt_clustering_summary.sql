@@ -279,7 +279,8 @@ summary as (
             oversize_clusters_split := run_facts.n_split,
             datasets_attached_from_small_communities := run_facts.n_attached,
             modularity := run_facts.modularity,
-            resolution_scan := cast(run_facts.resolution_scan as json)
+            resolution_scan := cast(run_facts.resolution_scan as json),
+            last_run_kept := run_facts.leiden_reused
         ) as leiden,
         struct_pack(
             n_clusters := cluster_stats.n_clusters,

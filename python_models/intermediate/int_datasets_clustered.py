@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mdc_clustering.embeddings import read_embeddings
-from mdc_clustering.progress import dbt_progress
+from mdc_clustering.progress import dbt_progress, last_table_has
 from mdc_clustering.settings import run_settings
 from mdc_clustering.tables import cluster_memberships, place_new_datasets
 
@@ -39,6 +39,12 @@ def model(dbt, session):
     previous = previous.set_column(
         1, "cluster", pc.if_else(pc.is_in(labels_now, value_set=withdrawn), no_label, labels_now)
     )
+    # this model's last table: kept as it is when the graph, the settings and the labels it starts from are
+    # the last run's (a Leiden run from them would return them unchanged), so a re-run with nothing changed
+    # does not build the graph
+    reuse = None
+    if settings.reruns.incremental and labels.stable_labels and last_table_has(session, dbt.this, "graph_fingerprint"):
+        reuse = session.sql(f"select * from {dbt.this}").to_arrow_table()
     return cluster_memberships(
         embeddings.select("dataset_id, dataset_key").order("dataset_id").to_arrow_table(),
         # the edges by integer key: no string look-up of two ids per edge
@@ -60,5 +66,6 @@ def model(dbt, session):
         stable_labels=labels.stable_labels,
         min_label_overlap=labels.label_min_overlap,
         backend=leiden.leiden_backend,
+        reuse=reuse,
         progress=dbt_progress("int_datasets_clustered"),
     )

@@ -35,6 +35,9 @@ STABILITY_SEEDS = 3
 _TARGET_RESOLUTION_RANGE = (1e-4, 1e4)
 
 NO_CLUSTER = -1
+# Part of the graph fingerprint a re-run compares before it keeps the last run's communities
+# (mdc_clustering.stages.clustering): raise it with any change to what a run returns for a graph.
+LEIDEN_RULES_VERSION = 2
 _MAX_SPLIT_DOUBLINGS = 40  # resolution x 2**40: every node alone long before
 _MAX_LEIDEN_PASSES = 50  # igraph backend: passes until the partition is stable
 # A Leiden pass (or a warm start's result) must gain more than this share of modularity

@@ -51,3 +51,13 @@ def state_table_exists(session, name: str) -> bool:
         [name],
     ).fetchall()
     return bool(found)
+
+
+def last_table_has(session, this, column: str) -> bool:
+    """Whether the model's own table from the last run (``dbt.this``) exists and has ``column``."""
+    [(found,)] = session.execute(
+        "select count(*) from information_schema.columns where table_catalog = ? and table_schema = ? "
+        "and table_name = ? and column_name = ?",
+        [this.database, this.schema, this.identifier, column],
+    ).fetchall()
+    return bool(found)

@@ -259,3 +259,47 @@ def test_unknown_backend_names_the_var():
     graph = build_graph(3, np.array([0]), np.array([1]), np.array([0.5]))
     with pytest.raises(ParameterError, match="leiden_backend"):
         leiden_cluster(graph, backend="louvain")
+
+
+@pytest.mark.parametrize("edge_weight", ["cosine", "snn"])
+def test_the_last_runs_communities_are_kept_only_where_a_run_would_return_them(rng, edge_weight):
+    """Same graph, settings and start labels: the last result is kept without Leiden; a run is the oracle."""
+    x, _ = blobs(rng, n_blobs=5, per_blob=40, spread=2.5)  # overlapping: Leiden has moves to refuse
+    graph = knn_graph(x, k=8)
+    ids = np.array([f"d{i:03d}" for i in range(len(x))] + ["zz_alone"])  # one dataset without edges
+    pairs = np.asarray(graph.get_edgelist())
+    edges = pa.table({"source_id": ids[pairs[:, 0]], "target_id": ids[pairs[:, 1]], "weight": graph.es["weight"]})
+    owners, others = np.repeat(np.arange(len(x)), 8), np.argsort(-(x @ x.T), axis=1)[:, 1:9].reshape(-1)
+    lists = pa.table({"dataset_id": ids[owners], "neighbor_id": ids[others],
+                      "neighbor_rank": np.tile(np.arange(1, 9), len(x))})
+    nodes = pa.table({"dataset_id": ids})
+    options = {"edge_weight": edge_weight, "snn_k": 8, "neighbors": lists}
+    first = cluster_memberships(nodes, edges, **options)
+    assert first.column("leiden_reused")[0].as_py() is False
+
+    def run(edges, previous, reuse, **more):
+        lines = []
+        kept = cluster_memberships(nodes, edges, previous=previous, reuse=reuse,
+                                   progress=lambda m, **k: lines.append(m), **{**options, **more})
+        ran = cluster_memberships(nodes, edges, previous=previous, **{**options, **more})
+        return kept, ran, any("Leiden not run" in line for line in lines)
+
+    labels = first.select(["dataset_id", "cluster"])
+    kept, ran, skipped = run(edges, labels, first)
+    assert skipped and kept.column("leiden_reused")[0].as_py() is True
+    assert kept.drop_columns(["leiden_reused"]).equals(ran.drop_columns(["leiden_reused"]))
+    assert kept.column("label_status").to_pylist().count("kept") == len(x)
+    # anything that makes the last result not this run's own: Leiden runs, and gives what it gives
+    names = labels["cluster"].to_pylist()
+    other = next(name for name in names if name is not None and name != names[0])
+    moved = labels.set_column(1, "cluster", pa.array([other] + names[1:]))
+    # a cosine weight is the graph's under cosine weights; snn weights come from the lists alone
+    heavier = edges.set_column(2, "weight", pa.array([0.99] + edges["weight"].to_pylist()[1:]))
+    for edges_now, previous, more, same_graph in [
+        (heavier, labels, {}, edge_weight == "snn"), (edges, moved, {}, False),
+        (edges, labels, {"resolution": 1.5}, False), (edges.slice(1), labels, {}, False),
+        (edges, labels, {"seed": 7}, False),
+    ]:
+        kept, ran, skipped = run(edges_now, previous, first, **more)
+        assert skipped == same_graph
+        assert kept.drop_columns(["leiden_reused"]).equals(ran.drop_columns(["leiden_reused"]))

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from ..errors import ClusteringInputError
 from ..labels import match_labels
-from ..leiden import NO_CLUSTER, build_graph, leiden_cluster
+from ..leiden import LEIDEN_RULES_VERSION, NO_CLUSTER, ClusteringResult, build_graph, leiden_cluster
 from ..neighbors._common import key_positions, rows_of_keys
 from ..snn import EDGE_WEIGHTS, neighbor_sets, shared_neighbor_weights
 from ._arrow import Progress
@@ -118,6 +118,7 @@ def cluster_memberships(
     stable_labels: bool = True,
     min_label_overlap: float = 0.3,
     backend: str = "igraph",
+    reuse: pa.Table | None = None,
     progress: Progress = None,
 ) -> pa.Table:
     """Leiden memberships of every node: one row per dataset, edgeless ones included.
@@ -155,6 +156,18 @@ def cluster_memberships(
     backend
         Leiden implementation: ``igraph`` or ``leidenalg`` (see
         :func:`mdc_clustering.leiden.leiden_cluster`).
+    reuse
+        The last run's result (this function's table, as the dbt model
+        stored it). Its communities are kept, and Leiden does not run, when
+        its ``graph_fingerprint`` is this run's (the same datasets, edges,
+        weights and Leiden settings: :func:`graph_fingerprint`), every
+        dataset's ``previous`` label is the label it gave, and no cluster
+        rule changed its communities (nothing split, attached or dissolved,
+        no small component) and the resolution was neither searched nor
+        scanned. Leiden started from those clusters on that graph would
+        return them unchanged (its last pass was refused or moved nothing,
+        and a pass is a fixed function of its start), so the result is the
+        one a run gives, at none of its cost. Labels are matched as usual.
 
     Returns
     -------
@@ -168,10 +181,11 @@ def cluster_memberships(
         ``community_size``; and, the same on every row, the run's
         ``leiden_resolution``, ``modularity``, ``n_components``,
         ``target_reached``, ``n_split``, ``n_attached``, ``edge_weight``,
-        ``resolution_scan`` (JSON list, ``resolution='auto'`` only), and
-        the label counts ``labels_kept``, ``labels_born``,
+        ``resolution_scan`` (JSON list, ``resolution='auto'`` only), the
+        label counts ``labels_kept``, ``labels_born``,
         ``labels_retired``, ``clusters_split``, ``clusters_merged``,
-        ``share_kept_label``.
+        ``share_kept_label``, and ``graph_fingerprint``, ``leiden_reused``
+        (see ``reuse``).
     """
     started = time.perf_counter()
     node_ids = nodes.column("dataset_id").combine_chunks()
@@ -195,13 +209,11 @@ def cluster_memberships(
         )
     if not positive.all():
         sources, targets, weights = sources[positive], targets[positive], weights[positive]
-    # edge order fixed, whatever the table's order: by (source, target), as np.lexsort((targets, sources))
-    # gives it (one stable sort of a single key is the same order, and cheaper)
-    key = sources * np.int64(len(node_ids)) + targets
-    if np.any(key[1:] < key[:-1]):
-        order = np.argsort(key, kind="stable")
-        sources, targets, weights = sources[order], targets[order], weights[order]
-    graph = build_graph(len(node_ids), sources, targets, weights)
+    fingerprint = graph_fingerprint(node_ids, sources, targets, weights, {
+        "resolution": resolution, "seed": seed, "min_cluster_size": min_cluster_size, "small_clusters": small_clusters,
+        "edge_weight": edge_weight, "snn_k": snn_k, "max_cluster_size": max_cluster_size,
+        "target_n_clusters": target_n_clusters, "target_tolerance": target_tolerance, "backend": backend,
+    })
     previous_labels = pa.nulls(len(node_ids), pa.string())
     if previous is not None and stable_labels:
         previous_labels = labels_of(node_ids, previous).cast(pa.string())
@@ -213,24 +225,41 @@ def cluster_memberships(
         prev = previous_labels
         codes = pc.index_in(prev, value_set=pc.unique(prev.drop_null()).sort())
         codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        has_edge = np.asarray(graph.degree()) > 0
+        degree = np.bincount(sources, minlength=len(node_ids)) + np.bincount(targets, minlength=len(node_ids))
         alone = len(node_ids) + np.arange(len(node_ids), dtype=np.int64)
-        initial = np.where((codes >= 0) & has_edge, codes, alone)
-    if progress is not None:
-        start = "warm start from the previous clusters" if warm else "cold start"
-        progress(f"Leiden ({backend}) on {graph.vcount()} nodes, {graph.ecount()} edges ({start})", final=True)
-    result = leiden_cluster(
-        graph,
-        resolution,
-        seed=seed,
-        min_cluster_size=min_cluster_size,
-        small_clusters=small_clusters,
-        max_cluster_size=max_cluster_size,
-        target_n_clusters=target_n_clusters,
-        target_tolerance=target_tolerance,
-        initial_membership=initial,
-        backend=backend,
-    )
+        initial = np.where((codes >= 0) & (degree > 0), codes, alone)
+    result = None
+    if reuse is not None and warm and isinstance(resolution, (int, float)) and target_n_clusters is None:
+        result = _reused(reuse, node_ids, previous_labels, initial, fingerprint)
+    reused = result is not None
+    if reused:
+        if progress is not None:
+            progress(f"Leiden not run: the graph ({len(sources)} edges), its settings and the labels it starts "
+                     f"from are the last run's; its {result.n_clusters} clusters kept", final=True)
+    else:
+        # edge order fixed, whatever the table's order: by (source, target), as np.lexsort((targets, sources))
+        # gives it (one stable sort of a single key is the same order, and cheaper)
+        key = sources * np.int64(len(node_ids)) + targets
+        if np.any(key[1:] < key[:-1]):
+            order = np.argsort(key, kind="stable")
+            sources, targets, weights = sources[order], targets[order], weights[order]
+        del key
+        graph = build_graph(len(node_ids), sources, targets, weights)
+        if progress is not None:
+            start = "warm start from the previous clusters" if warm else "cold start"
+            progress(f"Leiden ({backend}) on {graph.vcount()} nodes, {graph.ecount()} edges ({start})", final=True)
+        result = leiden_cluster(
+            graph,
+            resolution,
+            seed=seed,
+            min_cluster_size=min_cluster_size,
+            small_clusters=small_clusters,
+            max_cluster_size=max_cluster_size,
+            target_n_clusters=target_n_clusters,
+            target_tolerance=target_tolerance,
+            initial_membership=initial,
+            backend=backend,
+        )
     used = set()
     if registry is not None and stable_labels:
         used = {int(x) for x in registry.column("label_number").to_pylist() if x is not None}
@@ -276,6 +305,8 @@ def cluster_memberships(
             "clusters_split": matching.split if warm else 0,
             "clusters_merged": matching.merged if warm else 0,
             "share_kept_label": matching.share_kept if warm else None,
+            "graph_fingerprint": fingerprint,
+            "leiden_reused": reused,
         },
     )
     if progress is not None:
@@ -288,3 +319,71 @@ def cluster_memberships(
             final=True,
         )
     return table
+
+
+def graph_fingerprint(node_ids: pa.Array, sources: np.ndarray, targets: np.ndarray, weights: np.ndarray,
+                      settings: dict) -> str:
+    """What Leiden's communities depend on: the node ids (in order), the edges with their weights (in any order:
+    a sum of mixed 64-bit hashes of the rows) and ``settings``, with :data:`LEIDEN_RULES_VERSION`."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps({**settings, "rules": LEIDEN_RULES_VERSION}, sort_keys=True, default=str).encode())
+    digest.update("\n".join(node_ids.to_pylist()).encode())
+    n = np.uint64(max(len(node_ids), 1))
+    with np.errstate(over="ignore"):
+        rows = _mix(_mix(sources.astype(np.uint64) * n + targets.astype(np.uint64))
+                    ^ np.ascontiguousarray(weights, dtype=np.float64).view(np.uint64))
+        total = rows.sum(dtype=np.uint64)
+    digest.update(np.array([len(node_ids), len(sources), total], dtype=np.uint64).tobytes())
+    return digest.hexdigest()
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, element-wise (uint64, wrapping)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _reused(reuse: pa.Table, node_ids: pa.Array, previous_labels: pa.Array, initial: np.ndarray,
+            fingerprint: str) -> ClusteringResult | None:
+    """The last run's result as this run's Leiden result (see :func:`cluster_memberships`'s ``reuse``), or None."""
+    needed = {"dataset_id", "cluster", "cluster_number", "unclustered_reason", "community", "graph_fingerprint",
+              "n_split", "n_attached", "leiden_resolution", "modularity", "n_components", "target_reached"}
+    if reuse.num_rows != len(node_ids) or not needed <= set(reuse.column_names):
+        return None
+    facts = reuse.slice(0, 1).to_pylist()[0]
+    if facts["graph_fingerprint"] != fingerprint or facts["n_split"] or facts["n_attached"]:
+        return None
+    at = pc.index_in(node_ids, value_set=reuse.column("dataset_id").combine_chunks().cast(pa.string()))
+    if at.null_count:
+        return None
+    rows = reuse.take(at)
+    labels = rows.column("cluster").combine_chunks().cast(pa.string())
+    same = pc.fill_null(pc.equal(labels, previous_labels), False)
+    both_null = pc.and_(pc.is_null(labels), pc.is_null(previous_labels))
+    if not pc.all(pc.or_(same, both_null)).as_py():
+        return None
+    reasons = rows.column("unclustered_reason").combine_chunks().cast(pa.string())
+    if pc.any(pc.not_equal(reasons, "no_edge")).as_py():  # dissolved or small components: not carried over
+        return None
+    # the communities a run from these clusters returns: its start partition, numbered as leiden_cluster does
+    _, communities = np.unique(initial, return_inverse=True)
+    communities = communities.astype(np.int64)
+    stored = rows.column("community").to_numpy(zero_copy_only=False)
+    pairs = np.unique(communities * np.int64(len(node_ids) + 1) + stored)
+    if not (pairs.size == np.unique(communities).size == np.unique(stored).size):
+        return None
+    numbers = rows.column("cluster_number").combine_chunks()
+    clusters = pc.fill_null(numbers, NO_CLUSTER).to_numpy(zero_copy_only=False).astype(np.int64)
+    return ClusteringResult(
+        clusters=clusters,
+        communities=communities,
+        resolution=facts["leiden_resolution"],
+        modularity=float("nan") if facts["modularity"] is None else facts["modularity"],
+        n_components=facts["n_components"],
+        target_reached=facts["target_reached"],
+        unclustered_reason=np.array(reasons.to_pylist(), dtype=object),
+    )

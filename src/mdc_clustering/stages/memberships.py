@@ -41,6 +41,8 @@ RUN_FACT_COLUMNS = (
     ("datasets_placed", pa.int64()),
     ("datasets_left_unplaced", pa.int64()),
     ("placement_seconds", pa.float64()),
+    ("graph_fingerprint", pa.string()),  # what the communities were found on; see cluster_memberships
+    ("leiden_reused", pa.bool_()),  # the last run's communities kept: the graph and settings were the same
 )
 # A run fact is one value held as a dictionary of it (one zero byte a row); DuckDB reads the value type.
 MEMBERSHIPS_SCHEMA = pa.schema(
