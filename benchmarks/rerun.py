@@ -139,7 +139,8 @@ def measured_build(label: str, wh: scale.Warehouse, truth, extra_vars: dict, *, 
     }
     top = ", ".join(f"{s['name']} {s['seconds']:.1f}" for s in row["steps"][:6])
     print(f"[{label}] wall {row['wall_s']:.1f} s; pull {row['pull']} ({row['read_from_chroma']} read), k-NN "
-          f"{row['knn']} ({row['lists_changed']} lists changed); recall {row['recall']}, labels kept "
+          f"{row['knn']} ({row['lists_changed']} lists changed); peak RSS {row['peak_rss_gb'] or 0:.2f} GB; "
+          f"recall {row['recall']}, labels kept "
           f"{row['labels_kept']}, ARI {row['ari']:.3f}; slowest: {top}", flush=True)
     return row
 
