@@ -63,7 +63,8 @@ def model(dbt, session):
                 indexes = dbt.source("clustering_state", "knn_index")
                 ivf_models = dict(indexes.select("knn_fingerprint, ivf_model").fetchall())
     # the matrix in id order as it streams in (the view's rows are not in id order after a re-run)
-    current = read_embeddings(embeddings)
+    # unit rows as they arrive (cosine is all the search needs): no normalised copy of the matrix later
+    current = read_embeddings(embeddings, normalize=True)
     return updated_neighbors(
         current,
         knn.k_neighbors,

@@ -603,3 +603,37 @@ def test_with_nothing_to_update_the_stored_first_list_gives_what_the_update_give
         assert not lists_unchanged(current, fingerprint, prints, owners), why
     with pytest.raises(ClusteringInputError, match="first_list must be one dataset's stored list"):
         unchanged_neighbors(stored.slice(0, 12).select(first.column_names), 6, 10, 120, fingerprint)
+
+
+@pytest.mark.parametrize("method", ["exact", "ivf"])
+def test_rows_normalised_as_read_give_the_lists_of_the_raw_rows(rng, method, monkeypatch):
+    """The dbt model reads unit rows (no normalised copy of the matrix); the raw rows are the oracle."""
+    import mdc_clustering.neighbors._ivf as ivf_module
+    from mdc_clustering.embeddings import Embeddings, _normalize_in_place
+    from mdc_clustering.neighbors import IvfParams
+    from mdc_clustering.stages.neighbor_search import updated_neighbors
+
+    monkeypatch.setattr(ivf_module, "IVF_MIN_ROWS", 100)
+    ids = [f"a{i:05d}" for i in range(400)]
+    x = (rng.normal(size=(400, 12)) * rng.uniform(0.5, 3.0, (400, 1))).astype(np.float32)
+    raw = with_hashes(table(ids, x))
+    params = IvfParams(pca_dims=None, nlist=8, nprobe=4, min_recall=None) if method == "ivf" else None
+    unit = x.copy()
+    norms = _normalize_in_place(unit)
+    normalised = Embeddings(raw["dataset_id"].combine_chunks(), unit, True, norms)
+    hashes = raw.select(["dataset_id", "embedding_hash"])
+    first_raw = updated_neighbors(raw, 7, method=method, params=params, changed_only=True)
+    first_unit = updated_neighbors(normalised, 7, hashes=hashes, method=method, params=params, changed_only=True)
+    assert first_unit.drop_columns(["ivf_model"]).to_pylist() == first_raw.drop_columns(["ivf_model"]).to_pylist()
+    state = first_raw.select(STATE_COLUMNS)
+    grown = np.concatenate([x, rng.normal(size=(8, 12)).astype(np.float32)])
+    grown_ids = ids + [f"b{j:05d}" for j in range(8)]
+    raw2 = with_hashes(table(grown_ids, grown))
+    unit2 = grown.copy()
+    norms2 = _normalize_in_place(unit2)
+    a = updated_neighbors(raw2, 7, method=method, params=params, state=state, changed_only=True)
+    b = updated_neighbors(Embeddings(raw2["dataset_id"].combine_chunks(), unit2, True, norms2), 7,
+                          hashes=raw2.select(["dataset_id", "embedding_hash"]), method=method, params=params,
+                          state=state, changed_only=True)
+    assert set(b["knn_path"].to_pylist()) == {"incremental"}
+    assert b.drop_columns(["ivf_model"]).to_pylist() == a.drop_columns(["ivf_model"]).to_pylist()
