@@ -81,6 +81,12 @@ def distinct_sorted(values: np.ndarray) -> np.ndarray:
     return values[keep]
 
 
+def position_type(n: int) -> type:
+    """The integer type of row positions among ``n`` rows (and the -1 of an empty slot): int32 while it
+    holds them, so that a (rows, k) index array is half the size."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 def key_positions(keys, what: str) -> np.ndarray:
     """Dense look-up from integer dataset key to row: ``positions[key]`` is the row of ``keys`` holding it
     (-1 for no row). ``what`` names the keys in the errors (a negative key, two rows with one key)."""
@@ -233,7 +239,7 @@ def knn_table(
     elif not isinstance(neighbor_ids, pa.Array):
         neighbor_ids = pa.array(neighbor_ids, pa.string())
     n, k = indices.shape
-    index_type = np.int32 if max(len(ids), len(neighbor_ids)) < 2**31 else np.int64
+    index_type = position_type(max(len(ids), len(neighbor_ids)))
     rows = np.repeat(np.arange(n, dtype=index_type) if owners is None else owners.astype(index_type), k)
     neighbors = indices.reshape(-1).astype(index_type)
     return pa.table(

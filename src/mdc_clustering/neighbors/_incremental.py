@@ -69,7 +69,15 @@ import pyarrow.compute as pc
 from ..embeddings import Embeddings, as_embeddings
 from ..errors import ClusteringInputError
 from ..validation import nonnegative_int, positive_int
-from ._common import KnnResult, distinct_sorted, key_positions, normalize_rows, pair_similarities, rows_of_keys
+from ._common import (
+    KnnResult,
+    distinct_sorted,
+    key_positions,
+    normalize_rows,
+    pair_similarities,
+    position_type,
+    rows_of_keys,
+)
 from ._common import as_strings as _strings
 from ._exact import _BLOCK_VALUES, query_knn, top_k_of_block
 from ._hnsw import HnswParams, hnsw_knn
@@ -164,7 +172,7 @@ class PreviousKnn:
         rank = table.column("neighbor_rank").to_numpy().astype(np.int64) - 1
         if np.any((rank < 0) | (rank >= counts[row])):
             raise ClusteringInputError("previous k-NN table: each dataset's neighbor_rank must run from 1 to its count")
-        indices = np.full((n, width), -1, _position_type(n))
+        indices = np.full((n, width), -1, position_type(n))
         sims = np.full((n, width), -np.inf, np.float32)
         indices[row, rank] = neighbor
         sims[row, rank] = table.column("similarity").to_numpy().astype(np.float32)
@@ -377,7 +385,7 @@ def update_knn(
     prev_ids = _strings(previous.ids)
     n_prev = len(prev_ids)
     # positions as int32 below 2**31 rows: every (rows, width) index array below is half the size
-    position = _position_type(max(n, len(prev_ids)))
+    position = position_type(max(n, len(prev_ids)))
     prev_indices = np.asarray(previous.indices, dtype=position)
     prev_sims = np.asarray(previous.similarities, dtype=np.float32)
     width = prev_indices.shape[1] if prev_indices.ndim == 2 else -1
@@ -598,11 +606,6 @@ def _fit(a: np.ndarray, width: int, fill) -> np.ndarray:
     if a.shape[1] >= width:
         return np.ascontiguousarray(a[:, :width])
     return np.concatenate([a, np.full((a.shape[0], width - a.shape[1]), fill, a.dtype)], axis=1)
-
-
-def _position_type(n: int) -> type:
-    """The integer type of row positions among ``n`` rows: int32 while it holds them."""
-    return np.int32 if n < 2**31 - 1 else np.int64
 
 
 def _positions(values: pa.Array, value_set: pa.Array) -> np.ndarray:
