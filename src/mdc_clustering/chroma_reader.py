@@ -94,10 +94,11 @@ def chroma_session() -> Iterator[None]:
     try:
         yield
     finally:
+        closing = []
         with _CLIENTS_LOCK:
             _SESSIONS[0] -= 1
-            closing = [] if _SESSIONS[0] else [_CLIENTS.pop(key) for key in sorted(_MADE_IN_SESSION) if key in _CLIENTS]
-            if not _SESSIONS[0]:
+            if not _SESSIONS[0]:  # the last session: the clients sessions made go
+                closing = [_CLIENTS.pop(key) for key in sorted(_MADE_IN_SESSION) if key in _CLIENTS]
                 _MADE_IN_SESSION.clear()
         for client in closing:
             close = getattr(client, "close", None)  # chromadb >= 1.1
