@@ -39,12 +39,16 @@ def model(dbt, session):
     previous = previous.set_column(
         1, "cluster", pc.if_else(pc.is_in(labels_now, value_set=withdrawn), no_label, labels_now)
     )
-    # this model's last table: kept as it is when the graph, the settings and the labels it starts from are
-    # the last run's (a Leiden run from them would return them unchanged), so a re-run with nothing changed
-    # does not build the graph
-    reuse = None
-    if settings.reruns.incremental and labels.stable_labels and last_table_has(session, dbt.this, "graph_fingerprint"):
-        reuse = session.sql(f"select * from {dbt.this}").to_arrow_table()
+
+    def last_result(fingerprint):
+        # this model's last table, only when it was found on this run's graph (else no row comes back):
+        # kept as it is when the labels it starts from are also the last run's (a Leiden run from them would
+        # return them unchanged), so a re-run with nothing changed does not build the graph
+        last = session.sql(f"select * from {dbt.this} where graph_fingerprint = ?", params=[fingerprint])
+        last = last.to_arrow_table()
+        return last if last.num_rows else None
+
+    keep_last = settings.reruns.incremental and labels.stable_labels
     return cluster_memberships(
         embeddings.select("dataset_id, dataset_key").order("dataset_id").to_arrow_table(),
         # the edges by integer key: no string look-up of two ids per edge
@@ -66,6 +70,6 @@ def model(dbt, session):
         stable_labels=labels.stable_labels,
         min_label_overlap=labels.label_min_overlap,
         backend=leiden.leiden_backend,
-        reuse=reuse,
+        reuse=last_result if keep_last and last_table_has(session, dbt.this, "graph_fingerprint") else None,
         progress=dbt_progress("int_datasets_clustered"),
     )

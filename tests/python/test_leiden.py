@@ -289,6 +289,12 @@ def test_the_last_runs_communities_are_kept_only_where_a_run_would_return_them(r
     assert skipped and kept.column("leiden_reused")[0].as_py() is True
     assert kept.drop_columns(["leiden_reused"]).equals(ran.drop_columns(["leiden_reused"]))
     assert kept.column("label_status").to_pylist().count("kept") == len(x)
+    # the dbt model passes a function that returns the last table only for this run's fingerprint
+    asked = []
+    by_function = cluster_memberships(nodes, edges, previous=labels, reuse=lambda f: asked.append(f) or first,
+                                      **options)
+    assert asked == [first["graph_fingerprint"][0].as_py()] and by_function.equals(kept)
+    assert cluster_memberships(nodes, edges, previous=labels, reuse=lambda f: None, **options).equals(ran)
     # anything that makes the last result not this run's own: Leiden runs, and gives what it gives
     names = labels["cluster"].to_pylist()
     other = next(name for name in names if name is not None and name != names[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -118,7 +119,7 @@ def cluster_memberships(
     stable_labels: bool = True,
     min_label_overlap: float = 0.3,
     backend: str = "igraph",
-    reuse: pa.Table | None = None,
+    reuse: pa.Table | Callable[[str], pa.Table | None] | None = None,
     progress: Progress = None,
 ) -> pa.Table:
     """Leiden memberships of every node: one row per dataset, edgeless ones included.
@@ -158,7 +159,10 @@ def cluster_memberships(
         :func:`mdc_clustering.leiden.leiden_cluster`).
     reuse
         The last run's result (this function's table, as the dbt model
-        stored it). Its communities are kept, and Leiden does not run, when
+        stored it), or a function that, given this run's
+        :func:`graph_fingerprint`, returns it when it carries that
+        fingerprint and None otherwise (the dbt model reads no row of its
+        last table unless it can be kept). Its communities are kept, and Leiden does not run, when
         its ``graph_fingerprint`` is this run's (the same datasets, edges,
         weights and Leiden settings: :func:`graph_fingerprint`), every
         dataset's ``previous`` label is the label it gave, and no cluster
@@ -230,7 +234,9 @@ def cluster_memberships(
         initial = np.where((codes >= 0) & (degree > 0), codes, alone)
     result = None
     if reuse is not None and warm and isinstance(resolution, (int, float)) and target_n_clusters is None:
-        result = _reused(reuse, node_ids, previous_labels, initial, fingerprint)
+        last = reuse(fingerprint) if callable(reuse) else reuse
+        if last is not None:
+            result = _reused(last, node_ids, previous_labels, initial, fingerprint)
     reused = result is not None
     if reused:
         if progress is not None:
