@@ -189,6 +189,13 @@ def _leiden_run(
     return membership, quality, start_quality
 
 
+def start_communities(initial_membership) -> np.ndarray:
+    """The start partition :func:`leiden_cluster` runs from, numbered ``0..m-1`` in the order of the given
+    community numbers (int64): the communities it returns when Leiden finds nothing better."""
+    _, codes = np.unique(np.asarray(initial_membership), return_inverse=True)
+    return codes.astype(np.int64).ravel()
+
+
 def _quality(graph: ig.Graph, membership: np.ndarray, resolution: float) -> float:
     return graph.modularity(membership.tolist(), weights="weight", resolution=resolution)
 
@@ -579,15 +586,12 @@ def leiden_cluster(
             resolution, scan = stability_scan(
                 graph, seed=seed, min_cluster_size=min_cluster_size, small_clusters=small_clusters, backend=backend
             )
-        initial = None
-        if initial_membership is not None:
-            _, initial_codes = np.unique(np.asarray(initial_membership), return_inverse=True)
-            initial = initial_codes.astype(int).tolist()
+        start = None if initial_membership is None else start_communities(initial_membership)
+        initial = None if start is None else start.tolist()
         communities, after, before = _leiden_run(graph, resolution, seed, initial, backend=backend)
         if initial is not None and graph.ecount():
             # keep the start partition unless Leiden found a strictly better one: a re-run on an
             # unchanged graph then changes nothing, whatever order the backend visits nodes in
-            start = np.asarray(initial, dtype=np.int64)
             # the igraph backend's run computed both (the start partition's, renumbered: the same value);
             # the leidenalg backend's did not
             if before is None:

@@ -12,7 +12,14 @@ import pyarrow.compute as pc
 
 from ..errors import ClusteringInputError
 from ..labels import match_labels
-from ..leiden import LEIDEN_RULES_VERSION, NO_CLUSTER, ClusteringResult, build_graph, leiden_cluster
+from ..leiden import (
+    LEIDEN_RULES_VERSION,
+    NO_CLUSTER,
+    ClusteringResult,
+    build_graph,
+    leiden_cluster,
+    start_communities,
+)
 from ..neighbors._common import key_positions, rows_of_keys
 from ..snn import EDGE_WEIGHTS, neighbor_sets, shared_neighbor_weights
 from ._arrow import Progress
@@ -375,9 +382,7 @@ def _reused(reuse: pa.Table, node_ids: pa.Array, previous_labels: pa.Array, init
     reasons = rows.column("unclustered_reason").combine_chunks().cast(pa.string())
     if pc.any(pc.not_equal(reasons, "no_edge")).as_py():  # dissolved or small components: not carried over
         return None
-    # the communities a run from these clusters returns: its start partition, numbered as leiden_cluster does
-    _, communities = np.unique(initial, return_inverse=True)
-    communities = communities.astype(np.int64)
+    communities = start_communities(initial)  # what a run from these clusters returns
     stored = rows.column("community").to_numpy(zero_copy_only=False)
     pairs = np.unique(communities * np.int64(len(node_ids) + 1) + stored)
     if not (pairs.size == np.unique(communities).size == np.unique(stored).size):
