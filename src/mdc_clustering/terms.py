@@ -32,9 +32,9 @@ def class_tfidf(
     terms : numpy.ndarray
         The vocabulary, aligned with the columns.
     """
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+    from sklearn.feature_extraction.text import CountVectorizer
 
-    stop_words = sorted(ENGLISH_STOP_WORDS | {w.lower() for w in extra_stop_words})
+    stop_words = sorted(_stop_words(extra_stop_words))
     vectorizer = CountVectorizer(stop_words=stop_words, ngram_range=ngram_range, token_pattern=TOKEN_PATTERN)
     counts = vectorizer.fit_transform(class_texts).astype(np.float64).tocsr()
     per_class = np.asarray(counts.sum(axis=1)).ravel()
@@ -77,6 +77,13 @@ def cluster_terms(
     return cluster_terms_of_texts(joined, top_n=top_n, extra_stop_words=extra_stop_words)
 
 
+def _stop_words(extra_stop_words) -> frozenset[str]:
+    """scikit-learn's English stop words and ``extra_stop_words``, lower-cased (the tokens are)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return ENGLISH_STOP_WORDS | {w.lower() for w in extra_stop_words}
+
+
 def _top_terms(texts: list[str], top_n: int, extra_stop_words) -> list[list[tuple[str, float]]]:
     """Each text's ``top_n`` terms by :func:`class_tfidf`'s score (ties by term), without building its matrix.
 
@@ -88,9 +95,7 @@ def _top_terms(texts: list[str], top_n: int, extra_stop_words) -> list[list[tupl
     import re
     from collections import Counter
 
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    stop = ENGLISH_STOP_WORDS | {w.lower() for w in extra_stop_words}
+    stop = _stop_words(extra_stop_words)
     find = re.compile(TOKEN_PATTERN).findall
     vocabulary: dict[str, int] = {}
     per_class_ids, per_class_counts = [], []
