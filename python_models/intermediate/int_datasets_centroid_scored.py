@@ -8,14 +8,12 @@ def model(dbt, session):
     dbt.config(materialized="table")
     embeddings = dbt.ref("stg_chroma__embeddings")
     memberships = dbt.ref("int_datasets_clustered")
-    # DuckDB joins each clustered dataset to its embedding and numbers the clusters: no id lookups in Python
-    clustered = memberships.filter("cluster is not null").select(
-        "dataset_id as member_id, cluster, dense_rank() over (order by cluster) - 1 as cluster_code"
-    )
+    # DuckDB joins each clustered dataset to its embedding: no id lookups in Python
+    clustered = memberships.filter("cluster is not null").select("dataset_id as member_id, cluster")
     members = embeddings.join(clustered.set_alias("members"), "dataset_id = member_id").select(
-        "dataset_id, embedding, cluster, cluster_code"
+        "dataset_id, embedding, cluster"
     )
     # two streamed passes over the members (centroids, then similarities): the matrix is never held whole
     return centroid_similarities(
-        lambda: iter_embeddings(members, normalize=True, columns=("cluster", "cluster_code"))
+        lambda: iter_embeddings(members, normalize=True, columns=("cluster",))
     )

@@ -240,12 +240,12 @@ def test_centroid_similarities_streamed_in_slices_match_numpy(rng):
     members = rel.join(
         con.from_arrow(memberships)
         .filter("cluster is not null")
-        .select("member_id, cluster, dense_rank() over (order by cluster) - 1 as cluster_code")
+        .select("member_id, cluster")
         .set_alias("m"),
         "dataset_id = member_id",
-    ).select("dataset_id, embedding, cluster, cluster_code")
+    ).select("dataset_id, embedding, cluster")
     table = centroid_similarities(
-        lambda: iter_embeddings(members, normalize=True, batch_rows=97, columns=("cluster", "cluster_code"))
+        lambda: iter_embeddings(members, normalize=True, batch_rows=97, columns=("cluster",))
     ).to_pydict()
     unit = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
     row = {d: i for i, d in enumerate(ids)}

@@ -14,7 +14,7 @@ from ..neighbors import normalize_rows
 
 
 def centroid_similarities(
-    embeddings: Embeddings | pa.Table | Callable[[], Iterable[tuple[pa.Array, np.ndarray, pa.Array, pa.Array]]],
+    embeddings: Embeddings | pa.Table | Callable[[], Iterable[tuple[pa.Array, np.ndarray, pa.Array]]],
     memberships: pa.Table | None = None,
 ) -> pa.Table:
     """Each clustered dataset's cosine similarity to its cluster's centroid.
@@ -27,12 +27,12 @@ def centroid_similarities(
     embeddings
         ``dataset_id``, ``embedding`` of every embedded dataset (then
         ``memberships`` says who is in which cluster); or a function
-        returning ``(ids, unit rows, cluster, cluster_code)`` slices of the
-        clustered datasets only, ``cluster_code`` numbering the clusters
-        ``0..m-1`` (:func:`mdc_clustering.embeddings.iter_embeddings` over
+        returning ``(ids, unit rows, cluster)`` slices of the clustered
+        datasets only (:func:`mdc_clustering.embeddings.iter_embeddings` over
         DuckDB's join of the embeddings and the memberships, with
-        ``columns=("cluster", "cluster_code")``). The function is called twice
-        (centroids, then similarities), so the matrix is never held whole.
+        ``columns=("cluster",)``). The function is called twice (centroids,
+        then similarities), so the matrix is never held whole; both calls
+        must give each dataset the same cluster.
     memberships
         ``dataset_id``, ``cluster`` (null = unclustered), with a table of
         embeddings.
@@ -56,19 +56,30 @@ def centroid_similarities(
         rows = pc.index_in(clustered.column("dataset_id"), value_set=emb.ids)
         if rows.null_count:
             raise ClusteringInputError("memberships name datasets that have no embedding")
-        cluster = clustered.column("cluster").combine_chunks()
-        codes = pc.index_in(cluster, value_set=pc.unique(cluster))
-        one = (clustered.column("dataset_id").combine_chunks(), unit[rows.to_numpy()], cluster, codes)
+        one = (clustered.column("dataset_id").combine_chunks(), unit[rows.to_numpy()],
+               clustered.column("cluster").combine_chunks())
 
         def slices():
             return [one]
 
-    def as_codes(codes: pa.Array) -> np.ndarray:
-        return np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int64)
+    # clusters are numbered in the order they first arrive; a slice names a few of them, so matching its
+    # labels against those already numbered is cheap (numbering in SQL, by a window over every member,
+    # cost a few seconds a pass at a million)
+    numbered = pa.array([], pa.string())
+
+    def as_codes(cluster: pa.Array) -> np.ndarray:
+        nonlocal numbered
+        if cluster.null_count:
+            raise ClusteringInputError("centroid slices hold unclustered rows; pass clustered datasets only")
+        labels = pc.unique(cluster)
+        fresh = labels.filter(pc.invert(pc.is_in(labels, value_set=numbered)))
+        if len(fresh):
+            numbered = pa.concat_arrays([numbered, fresh])
+        return pc.index_in(cluster, value_set=numbered).to_numpy(zero_copy_only=False).astype(np.int64)
 
     sums = np.zeros((0, 0), dtype=np.float64)
-    for _ids, rows, _cluster, codes in slices():
-        at = as_codes(codes)
+    for _ids, rows, cluster in slices():
+        at = as_codes(cluster)
         if not len(at):
             continue
         m = max(sums.shape[0], int(at.max()) + 1)
@@ -79,8 +90,10 @@ def centroid_similarities(
     centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), np.finfo(np.float64).tiny)
     out_ids, out_clusters, out_codes, out_sims = [], [], [np.zeros(0, np.int64)], [np.zeros(0)]
     if sums.shape[0]:
-        for ids, rows, cluster, codes in slices():
-            at = as_codes(codes)
+        for ids, rows, cluster in slices():
+            at = as_codes(cluster)
+            if len(at) and at.max() >= sums.shape[0]:
+                raise ClusteringInputError("the second pass over the clustered datasets named a new cluster")
             out_ids.append(ids)
             out_clusters.append(cluster)
             out_codes.append(at)
