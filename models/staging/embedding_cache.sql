@@ -18,7 +18,9 @@
     another dataset in the same run. In the staging folder because the
     embeddings run through it. `full_refresh: false`: `--full-refresh` never
     empties it (set the setting `incremental: false` to read everything from
-    Chroma again).
+    Chroma again). A collection embedded again with another model (another
+    dimension) is read whole, and the pre-hook mdc_cache_follows_dimension
+    replaces every cached row and the column's type in the same transaction.
 -#}
 -- depends_on: {{ ref('stg_chroma__ids') }}
 {{
@@ -31,6 +33,7 @@
         full_refresh=false,
         on_schema_change='append_new_columns',
         tags=['clustering', 'features'],
+        pre_hook="{{ mdc_cache_follows_dimension() }}",
         post_hook=(
             "{% if is_incremental() %}delete from {{ this }} where dataset_id not in (select dataset_id from "
             ~ "{{ ref('stg_chroma__ids') }}){% endif %}"

@@ -224,3 +224,33 @@ def test_dataset_row_without_an_embedding_warns_and_carries_on(small, reliabilit
         con.execute("delete from main.datasets where dataset_id = 'ds-unembedded'; "
                     "delete from main.engineered_feature_values where dataset_id = 'ds-unembedded'")
         con.close()
+
+
+def test_a_collection_embedded_again_in_another_dimension_is_read_whole(tmp_path, reliability):
+    """The same datasets embedded again by another model (8 -> 12 dimensions): the next build reads every
+    embedding, the cache takes the new vectors, and the build goes through."""
+    from mdc_clustering.chroma_reader import get_client
+
+    rng = np.random.default_rng(4)
+    vectors = np.vstack([c + 0.3 * rng.normal(size=(20, 8)) for c in rng.normal(size=(3, 8)) * 3])
+    ids = [f"ds-{i:02d}" for i in range(len(vectors))]
+    wh = Warehouse.from_arrays(tmp_path, ids, vectors)
+    wh.dbt("build", vars=SMALL_VARS)
+    before = wh.snapshot()
+    again = np.hstack([vectors, 0.3 * rng.normal(size=(len(ids), 4))]).astype(np.float32)
+    client = get_client(wh.chroma)
+    client.delete_collection(wh.collection)
+    client.create_collection(wh.collection, embedding_function=None).add(
+        ids=ids, embeddings=again, metadatas=[{"document_id": f"doc-{i // 10}"} for i in range(len(ids))]
+    )
+    result = wh.dbt("build", vars=SMALL_VARS, check=False)
+    after = wh.snapshot()
+    assert reliability.compare(protected(before), after) == 0
+    assert result.returncode == 0, result.stdout[-3000:]
+    cached = wh.query("select dataset_id, embedding from clustering_state.embedding_cache order by dataset_id")
+    assert [row[0] for row in cached] == ids
+    np.testing.assert_array_equal(np.array([row[1] for row in cached], np.float32), again)
+    assert wh.report["pull"]["path"] == "full" and wh.report["pull"]["read_from_chroma"] == len(ids)
+    # the k-NN lists were searched afresh on the new vectors, and every dataset is clustered
+    assert wh.report["knn_update"]["path"] == "full"
+    assert wh.query("select count(*) from main.datasets where cluster is null") == [(0,)]
