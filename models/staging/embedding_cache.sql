@@ -34,10 +34,11 @@
         on_schema_change='append_new_columns',
         tags=['clustering', 'features'],
         pre_hook="{{ mdc_cache_follows_dimension() }}",
-        post_hook=(
+        post_hook=[
             "{% if is_incremental() %}delete from {{ this }} where dataset_id not in (select dataset_id from "
-            ~ "{{ ref('stg_chroma__ids') }}){% endif %}"
-        ),
+            ~ "{{ ref('stg_chroma__ids') }}){% endif %}",
+            "{{ pause_point_sql('cache_before_commit') }}",
+        ],
     )
 }}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -229,6 +230,8 @@ def test_dataset_row_without_an_embedding_warns_and_carries_on(small, reliabilit
 def test_a_collection_embedded_again_in_another_dimension_is_read_whole(tmp_path, reliability):
     """The same datasets embedded again by another model (8 -> 12 dimensions): the next build reads every
     embedding, the cache takes the new vectors, and the build goes through."""
+    from test_crash_safety import _park_and_kill, _reopen
+
     from mdc_clustering.chroma_reader import get_client
 
     rng = np.random.default_rng(4)
@@ -243,6 +246,19 @@ def test_a_collection_embedded_again_in_another_dimension_is_read_whole(tmp_path
     client.create_collection(wh.collection, embedding_function=None).add(
         ids=ids, embeddings=again, metadatas=[{"document_id": f"doc-{i // 10}"} for i in range(len(ids))]
     )
+    # killed inside embedding_cache's transaction, after the pre-hook changed the column: all rolled back
+    fifo = tmp_path / "pause.fifo"
+    os.mkfifo(fifo)
+    log = tmp_path / "killed.log"
+    proc = wh.start("build", vars=SMALL_VARS, output=log,
+                    env={"MDC_TEST_PAUSE_AT": "cache_before_commit", "MDC_TEST_PAUSE_FIFO": str(fifo)})
+    _park_and_kill(proc, fifo, log)
+    _reopen(wh.db)
+    reliability.fault("SIGKILL inside embedding_cache's change of dimension")
+    assert "every cached row is replaced" in log.read_text()
+    assert reliability.compare(before, wh.snapshot()) == 0 and wh.snapshot() == before
+    kept = wh.query("select embedding from clustering_state.embedding_cache order by dataset_id")
+    np.testing.assert_array_equal(np.array([row[0] for row in kept], np.float32), vectors.astype(np.float32))
     result = wh.dbt("build", vars=SMALL_VARS, check=False)
     after = wh.snapshot()
     assert reliability.compare(protected(before), after) == 0
