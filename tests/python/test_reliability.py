@@ -270,3 +270,9 @@ def test_a_collection_embedded_again_in_another_dimension_is_read_whole(tmp_path
     # the k-NN lists were searched afresh on the new vectors, and every dataset is clustered
     assert wh.report["knn_update"]["path"] == "full"
     assert wh.query("select count(*) from main.datasets where cluster is null") == [(0,)]
+    # the datasets were keyed afresh: the next build takes everything from the state it left
+    clusters = wh.query("select dataset_id, cluster from main.datasets order by dataset_id")
+    wh.dbt("build", vars=SMALL_VARS)
+    assert (wh.report["pull"]["path"], wh.report["pull"]["read_from_chroma"]) == ("incremental", 0)
+    assert (wh.report["knn_update"]["path"], wh.report["knn_update"]["lists_changed"]) == ("incremental", 0)
+    assert wh.query("select dataset_id, cluster from main.datasets order by dataset_id") == clusters
