@@ -8,7 +8,9 @@
     all of them when the pull took the full path) and the post-hook, in the
     model's transaction, deletes the ids that are no longer in the
     collection (stg_chroma__ids; on a first run there is no table yet:
-    nothing to delete). Each dataset gets an integer dataset_key the first
+    nothing to delete), and the ids this run planned to read but did not
+    write (an embedding turned invalid and left out by `invalid_embeddings:
+    exclude`: its old copy must not stand in for it). Each dataset gets an integer dataset_key the first
     time it is cached (above every key in the cache, in the order of the
     read) and keeps it while it stays in the collection: the
     k-NN lists, pairs and edges name datasets by it (integers join, group
@@ -36,7 +38,8 @@
         pre_hook="{{ mdc_cache_follows_dimension() }}",
         post_hook=[
             "{% if is_incremental() %}delete from {{ this }} where dataset_id not in (select dataset_id from "
-            ~ "{{ ref('stg_chroma__ids') }}){% endif %}",
+            ~ "{{ ref('stg_chroma__ids') }}) or (dataset_id in (select dataset_id from {{ ref('stg_chroma__ids') }} "
+            ~ "where to_read) and pulled_run_id is distinct from '{{ invocation_id }}'){% endif %}",
             "{{ pause_point_sql('cache_before_commit') }}",
         ],
     )

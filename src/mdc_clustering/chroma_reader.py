@@ -245,14 +245,21 @@ def read_items(
     path_var: str = "chroma_path",
     name_var: str = "chroma_collection",
     processes: int | None = None,
+    whole: bool = True,
 ) -> pa.Table:
-    """The items ``ids`` (sorted, present in the collection) as :func:`read_collection`'s table."""
+    """The items ``ids`` (sorted, present in the collection) as :func:`read_collection`'s table.
+
+    ``whole`` False: the items are a part of what will be clustered (a re-run's new and changed datasets), so
+    with ``on_invalid="exclude"`` none of them valid is no error (see
+    :func:`mdc_clustering.validation.check_embeddings`).
+    """
     with chroma_session():
         return _read_items(path, name, ids, page_size=page_size, on_invalid=on_invalid, progress=progress,
-                           path_var=path_var, name_var=name_var, processes=processes)
+                           path_var=path_var, name_var=name_var, processes=processes, whole=whole)
 
 
-def _read_items(path, name, ids, *, page_size, on_invalid, progress, path_var, name_var, processes) -> pa.Table:
+def _read_items(path, name, ids, *, page_size, on_invalid, progress, path_var, name_var, processes,
+                whole=True) -> pa.Table:
     page_size = positive_int("chroma_page_size", page_size)
     started = time.perf_counter()
     collection = open_collection(path, name, path_var=path_var, name_var=name_var)
@@ -290,7 +297,7 @@ def _read_items(path, name, ids, *, page_size, on_invalid, progress, path_var, n
     assert matrix is not None and filled == n
 
     norms = row_norms(matrix)  # float64, a slice at a time
-    keep = check_embeddings(out_ids, matrix, source=source, on_invalid=on_invalid, norms=norms)
+    keep = check_embeddings(out_ids, matrix, source=source, on_invalid=on_invalid, norms=norms, whole=whole)
     order = np.flatnonzero(keep)
     if order.size < n:  # only when invalid embeddings are excluded
         matrix, norms = matrix[order], norms[order]

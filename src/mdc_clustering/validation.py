@@ -93,6 +93,7 @@ def check_embeddings(
     source: str,
     on_invalid: str = "error",
     norms: np.ndarray | None = None,
+    whole: bool = True,
 ) -> np.ndarray:
     """Check a matrix of embeddings and return a boolean mask of rows to keep.
 
@@ -111,6 +112,10 @@ def check_embeddings(
     norms
         The rows' float64 L2 norms (:func:`row_norms`), when the caller has
         them already; computed otherwise.
+    whole
+        The rows are every embedding there is (then, with ``"exclude"``,
+        none valid is an error: nothing to cluster); False for a part, such
+        as a re-run's read of its new and changed datasets.
 
     Returns
     -------
@@ -163,7 +168,7 @@ def check_embeddings(
                 "to leave them out of this phase (their cluster becomes NULL)."
             )
         warnings.warn(message + " They are excluded (invalid_embeddings: exclude).", stacklevel=2)
-        if not keep.any():
+        if whole and not keep.any():
             raise ClusteringInputError(f"{source}: every embedding is invalid; nothing to cluster.")
     return keep
 

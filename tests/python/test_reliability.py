@@ -276,3 +276,43 @@ def test_a_collection_embedded_again_in_another_dimension_is_read_whole(tmp_path
     assert (wh.report["pull"]["path"], wh.report["pull"]["read_from_chroma"]) == ("incremental", 0)
     assert (wh.report["knn_update"]["path"], wh.report["knn_update"]["lists_changed"]) == ("incremental", 0)
     assert wh.query("select dataset_id, cluster from main.datasets order by dataset_id") == clusters
+
+
+@pytest.mark.bad_input
+def test_an_embedding_turned_invalid_is_left_out_not_taken_from_the_cache(tmp_path, reliability):
+    """A dataset whose Chroma vector became a zero vector, read on the full path with `invalid_embeddings:
+    exclude`: it is left out (no stale cached copy stands in for it), and the build warns and carries on."""
+    from mdc_clustering.chroma_reader import get_client
+
+    rng = np.random.default_rng(6)
+    vectors = np.vstack([c + 0.3 * rng.normal(size=(20, 8)) for c in rng.normal(size=(3, 8)) * 3])
+    ids = [f"ds-{i:02d}" for i in range(len(vectors))]
+    wh = Warehouse.from_arrays(tmp_path, ids, vectors)
+    wh.dbt("build", vars=SMALL_VARS)
+    before = wh.snapshot()
+    collection = get_client(wh.chroma).get_collection(wh.collection)
+    exclude = {**SMALL_VARS, "invalid_embeddings": "exclude"}
+
+    def left_out(dataset_id):
+        return (wh.query(f"select count(*) from clustering_state.embedding_cache where dataset_id = '{dataset_id}'")
+                == [(0,)] and wh.query(f"select cluster from main.datasets where dataset_id = '{dataset_id}'")
+                == [(None,)])
+
+    # incremental path: ds-12's text changed (so it is read again) and its new vector is a zero vector
+    wh.query_write("update main.datasets set text = 'a new text of ds-12' where dataset_id = 'ds-12'")
+    collection.update(ids=["ds-12"], embeddings=np.zeros((1, 8), np.float32))
+    wh.dbt("build", vars=exclude)
+    # planned to read ds-12 alone; its zero vector is left out, so no row came from Chroma
+    assert wh.report["pull"]["path"] == "incremental" and "1 changed (text)" in wh.report["pull"]["reason"]
+    assert wh.report["pull"]["read_from_chroma"] == 0
+    assert left_out("ds-12") and wh.report["datasets_without_embedding"] == 1
+    # full path: ds-07's vector became a zero vector too
+    collection.update(ids=["ds-07"], embeddings=np.zeros((1, 8), np.float32))
+    wh.dbt("build", vars={**exclude, "incremental": False})
+    assert wh.report["pull"]["path"] == "full"
+    assert left_out("ds-07") and left_out("ds-12") and wh.report["datasets_without_embedding"] == 2
+    assert wh.query("select count(*) from clustering.stg_chroma__embeddings") == [(len(ids) - 2,)]
+    after = wh.snapshot()
+    assert reliability.compare(protected(before), after) == 0
+    # nothing else moved in `datasets` but the two clusters and the build's own columns
+    assert len(after["main.datasets"]) == len(before["main.datasets"])

@@ -223,10 +223,12 @@ def read_planned(path: str, name: str, planned: pa.Table, *, dim: int | None = N
     rows = planned.filter(planned.column("to_read"))
     which = rows.column("dataset_id").to_pylist()
     md5 = rows.select(["dataset_id", "text_md5"])
-    fresh = (read_items(path, name, which, page_size=page_size, on_invalid=on_invalid, progress=progress)
+    incremental = planned.num_rows and planned.column("pull_path")[0].as_py() == "incremental"
+    # a re-run reads a part: its new and changed datasets may all be left out as invalid, the cache holds the rest
+    fresh = (read_items(path, name, which, page_size=page_size, on_invalid=on_invalid, progress=progress,
+                        whole=not incremental)
              if which else empty_embeddings_table(dim or 1))
     read_dim = fresh.schema.field("embedding").type.list_size
-    incremental = planned.num_rows and planned.column("pull_path")[0].as_py() == "incremental"
     if incremental and dim is not None and fresh.num_rows and read_dim != dim:
         raise ClusteringInputError(
             f"Chroma's embeddings now have dimension {read_dim}, the cached ones {dim}: the collection was "
