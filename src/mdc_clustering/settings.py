@@ -93,7 +93,8 @@ class ChromaSettings(_Group):
     )
     invalid_embeddings: Literal["error", "exclude"] = _setting(
         "error", "one of error, exclude",
-        "NaN/inf or zero-norm embeddings: error stops the build naming them; exclude warns and leaves them out.",
+        "NaN/inf or zero-norm embeddings: error stops the build naming them; exclude warns and leaves them out "
+        "(a re-run drops the cached copy of an embedding that turned invalid; it does not stand in).",
     )
 
     @field_validator("chroma_path")
