@@ -227,6 +227,14 @@ def test_dataset_row_without_an_embedding_warns_and_carries_on(small, reliabilit
         con.close()
 
 
+def _built_three_blobs(root, rng):
+    """A built warehouse of 60 datasets in three 8-d blobs (the recipe of the fixture ``small``): (wh, ids, vectors)."""
+    vectors = np.vstack([c + 0.3 * rng.normal(size=(20, 8)) for c in rng.normal(size=(3, 8)) * 3])
+    ids = [f"ds-{i:02d}" for i in range(len(vectors))]
+    wh = Warehouse.from_arrays(root, ids, vectors)
+    wh.dbt("build", vars=SMALL_VARS)
+    return wh, ids, vectors
+
 def test_a_collection_embedded_again_in_another_dimension_is_read_whole(tmp_path, reliability):
     """The same datasets embedded again by another model (8 -> 12 dimensions): the next build reads every
     embedding, the cache takes the new vectors, and the build goes through."""
@@ -235,10 +243,7 @@ def test_a_collection_embedded_again_in_another_dimension_is_read_whole(tmp_path
     from mdc_clustering.chroma_reader import get_client
 
     rng = np.random.default_rng(4)
-    vectors = np.vstack([c + 0.3 * rng.normal(size=(20, 8)) for c in rng.normal(size=(3, 8)) * 3])
-    ids = [f"ds-{i:02d}" for i in range(len(vectors))]
-    wh = Warehouse.from_arrays(tmp_path, ids, vectors)
-    wh.dbt("build", vars=SMALL_VARS)
+    wh, ids, vectors = _built_three_blobs(tmp_path, rng)
     before = wh.snapshot()
     again = np.hstack([vectors, 0.3 * rng.normal(size=(len(ids), 4))]).astype(np.float32)
     client = get_client(wh.chroma)
@@ -284,11 +289,7 @@ def test_an_embedding_turned_invalid_is_left_out_not_taken_from_the_cache(tmp_pa
     exclude`: it is left out (no stale cached copy stands in for it), and the build warns and carries on."""
     from mdc_clustering.chroma_reader import get_client
 
-    rng = np.random.default_rng(6)
-    vectors = np.vstack([c + 0.3 * rng.normal(size=(20, 8)) for c in rng.normal(size=(3, 8)) * 3])
-    ids = [f"ds-{i:02d}" for i in range(len(vectors))]
-    wh = Warehouse.from_arrays(tmp_path, ids, vectors)
-    wh.dbt("build", vars=SMALL_VARS)
+    wh, ids, _ = _built_three_blobs(tmp_path, np.random.default_rng(6))
     before = wh.snapshot()
     collection = get_client(wh.chroma).get_collection(wh.collection)
     exclude = {**SMALL_VARS, "invalid_embeddings": "exclude"}
