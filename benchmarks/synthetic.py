@@ -6,6 +6,9 @@ Two kinds:
   plus a spread that lives in a random ``intrinsic_dim``-dimensional subspace
   of its own cluster, plus a little isotropic noise, then L2-normalised (text
   embeddings look like this: a low intrinsic dimension inside 384 dims);
+- ``subspace``: centres anywhere on the sphere, each cluster spread in a
+  random ``intrinsic_dim``-dimensional subspace of its own (no global
+  projection keeps every cluster: the hard case for an index built on one);
 - ``isotropic``: centre plus isotropic Gaussian noise (the hard case for
   approximate k-NN: no low-dimensional structure to exploit).
 
@@ -33,10 +36,12 @@ DEFAULT_NOISE = {
     # kind: (spread inside the shared subspace, in units of the distance to the nearest other
     # centre; isotropic noise, in units of the unit-norm centre)
     "lowdim": (1.0, 0.1),
+    "subspace": (1.0, 2.5),
     "isotropic": (0.0, 4.5),
 }
 
 _CHUNK_ROWS = 65_536
+_CENTRE_DIM = 24  # subspace kind: the dimension the cluster centres share
 
 
 def default_clusters(n: int) -> int:
@@ -92,6 +97,18 @@ def generate(spec: SyntheticSpec, out: Path) -> np.ndarray:
         np.fill_diagonal(gram, -np.inf)
         nearest = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * gram.max(axis=1))) if k > 1 else np.ones(1, np.float32)
         scale = (nearest * rng.lognormal(0.0, 0.25, size=k)).astype(np.float32)
+    elif spec.kind == "subspace":
+        # the centres as in lowdim (unit vectors of one shared subspace, so topics overlap), but each
+        # cluster spreads in a random r-dimensional subspace of its own (k bases of r orthonormal rows)
+        q, _ = np.linalg.qr(rng.standard_normal((d, _CENTRE_DIM)))
+        centres = rng.standard_normal((k, _CENTRE_DIM), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        centres = centres @ q.T.astype(np.float32)
+        bases = np.linalg.qr(rng.standard_normal((k, d, r)).astype(np.float32))[0].transpose(0, 2, 1)
+        gram = centres @ centres.T
+        np.fill_diagonal(gram, -np.inf)
+        nearest = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * gram.max(axis=1))) if k > 1 else np.ones(1, np.float32)
+        scale = (nearest * rng.lognormal(0.0, 0.25, size=k)).astype(np.float32)
     else:
         centres = rng.standard_normal((k, d), dtype=np.float32)
         centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -107,11 +124,15 @@ def generate(spec: SyntheticSpec, out: Path) -> np.ndarray:
             z = rng.standard_normal((stop - start, r), dtype=np.float32)
             z *= (spread / np.sqrt(r)) * scale[labels][:, None]
             chunk += z @ basis
+        if spec.kind == "subspace" and spread > 0:
+            z = rng.standard_normal((stop - start, r), dtype=np.float32)
+            z *= (spread / np.sqrt(r)) * scale[labels][:, None]
+            chunk += np.einsum("nr,nrd->nd", z, bases[labels])
         if noise > 0:
             eps = rng.standard_normal(chunk.shape, dtype=np.float32)
             eps *= noise / np.sqrt(d)
             chunk += eps
-        if spec.kind == "lowdim":
+        if spec.kind in ("lowdim", "subspace"):
             chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
         x[start:stop] = chunk
     x.flush()

@@ -280,7 +280,13 @@ summary as (
             datasets_attached_from_small_communities := run_facts.n_attached,
             modularity := run_facts.modularity,
             resolution_scan := cast(run_facts.resolution_scan as json),
-            last_run_kept := run_facts.leiden_reused
+            path := run_facts.leiden_path,
+            path_reason := run_facts.leiden_reason,
+            nodes := run_facts.leiden_nodes,
+            free_datasets := run_facts.leiden_free_datasets,
+            runs_since_full := run_facts.runs_since_full_leiden,
+            full_leiden_modularity := run_facts.full_leiden_modularity,
+            aggregated_modularity := run_facts.aggregated_modularity
         ) as leiden,
         struct_pack(
             n_clusters := cluster_stats.n_clusters,

@@ -1,5 +1,7 @@
 """Leiden communities of the k-NN graph (thresholded, nearest edges kept), one row per embedded dataset."""
 
+import json
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -40,17 +42,14 @@ def model(dbt, session):
         1, "cluster", pc.if_else(pc.is_in(labels_now, value_set=withdrawn), no_label, labels_now)
     )
 
-    def last_result(fingerprint):
-        # this model's last table, only when it was found on this run's graph (else no row comes back):
-        # kept as it is when the labels it starts from are also the last run's (a Leiden run from them would
-        # return them unchanged), so a re-run with nothing changed does not build the graph
-        last = session.sql(f"select * from {dbt.this} where graph_fingerprint = ?", params=[fingerprint])
-        last = last.to_arrow_table()
-        return last if last.num_rows else None
-
-    keep_last = settings.reruns.incremental and labels.stable_labels
+    # this model's own table from the last run: the communities a re-run starts from (on the aggregated graph)
+    last = None
+    if labels.stable_labels and last_table_has(session, dbt.this, "community"):
+        last = session.sql(f"select * from {dbt.this}").to_arrow_table()
+    # what the edges were built from: a change of it makes the run a fresh one
+    graph_settings = json.dumps({"k_neighbors": settings.knn.k_neighbors, **graph.model_dump()}, sort_keys=True)
     return cluster_memberships(
-        embeddings.select("dataset_id, dataset_key").order("dataset_id").to_arrow_table(),
+        embeddings.select("dataset_id, dataset_key, embedding_hash").order("dataset_id").to_arrow_table(),
         # the edges by integer key: no string look-up of two ids per edge
         edges.select("source_key, target_key, weight").to_arrow_table(),
         resolution=leiden.resolution,
@@ -70,6 +69,9 @@ def model(dbt, session):
         stable_labels=labels.stable_labels,
         min_label_overlap=labels.label_min_overlap,
         backend=leiden.leiden_backend,
-        reuse=last_result if keep_last and last_table_has(session, dbt.this, "graph_fingerprint") else None,
+        last=last,
+        full_every=settings.reruns.leiden_full_every,
+        drift_bound=settings.reruns.leiden_drift_bound,
+        graph_settings=graph_settings,
         progress=dbt_progress("int_datasets_clustered"),
     )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import igraph as ig
 import leidenalg
@@ -17,7 +17,10 @@ from .validation import choice, nonnegative_int, optional_positive_int, positive
 __all__ = [
     "LEIDEN_BACKENDS",
     "SMALL_CLUSTER_POLICIES",
+    "Aggregation",
     "ClusteringResult",
+    "Graph",
+    "aggregate",
     "attach_small_communities",
     "build_graph",
     "cluster_labels",
@@ -37,7 +40,7 @@ _TARGET_RESOLUTION_RANGE = (1e-4, 1e4)
 NO_CLUSTER = -1
 # Part of the graph fingerprint a re-run compares before it keeps the last run's communities
 # (mdc_clustering.stages.clustering): raise it with any change to what a run returns for a graph.
-LEIDEN_RULES_VERSION = 2
+LEIDEN_RULES_VERSION = 3
 _MAX_SPLIT_DOUBLINGS = 40  # resolution x 2**40: every node alone long before
 _MAX_LEIDEN_PASSES = 50  # igraph backend: passes until the partition is stable
 # A Leiden pass (or a warm start's result) must gain more than this share of modularity
@@ -85,6 +88,9 @@ class ClusteringResult:
         ``(resolution, count)`` of each step of the ``target_n_clusters`` search.
     scan
         The label-free scan of ``resolution='auto'`` (see :func:`stability_scan`).
+    aggregated_nodes
+        Nodes of the aggregated graph Leiden ran on when it started from
+        ``start`` (super-nodes and free nodes), else None.
     """
 
     clusters: np.ndarray
@@ -98,14 +104,99 @@ class ClusteringResult:
     unclustered_reason: np.ndarray | None = None
     search: list[tuple[float, int]] = field(default_factory=list)
     scan: list[dict] = field(default_factory=list)
+    aggregated_nodes: int | None = None
 
     @property
     def n_clusters(self) -> int:
         return int(self.clusters.max(initial=NO_CLUSTER) + 1)
 
 
-def build_graph(n_nodes: int, sources: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> ig.Graph:
-    """Undirected weighted igraph graph from edge index arrays (one edge per pair)."""
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """An undirected weighted graph held as edge arrays: one entry per pair of distinct nodes.
+
+    ``loops`` (optional, one value per node) is a node's self weight: the
+    summed weight of the edges inside a super-node of an aggregated graph
+    (:func:`aggregate`), counted once. igraph's graph is built only when a
+    Leiden run asks for it (:attr:`igraph`); the cluster rules, components,
+    degrees and modularity read the arrays.
+    """
+
+    n_nodes: int
+    sources: np.ndarray
+    targets: np.ndarray
+    weights: np.ndarray
+    loops: np.ndarray | None = None
+
+    def vcount(self) -> int:
+        return self.n_nodes
+
+    def ecount(self) -> int:
+        return int(self.sources.size)
+
+    @cached_property
+    def strength(self) -> np.ndarray:
+        """Each node's summed edge weight, a self weight counted twice (as igraph's ``strength(loops=True)``)."""
+        total = np.bincount(self.sources, self.weights, self.n_nodes) + np.bincount(
+            self.targets, self.weights, self.n_nodes
+        )
+        return total if self.loops is None else total + 2.0 * self.loops
+
+    def degree(self) -> np.ndarray:
+        return np.bincount(self.sources, minlength=self.n_nodes) + np.bincount(self.targets, minlength=self.n_nodes)
+
+    @cached_property
+    def igraph(self) -> ig.Graph:
+        """The same graph in igraph (a self weight as a loop edge), built on first use."""
+        g = ig.Graph(n=self.n_nodes, directed=False)
+        # python-igraph reads the edges pair by pair (its memoryview path, in the abi3 wheel, goes through
+        # .tolist() too): tuples of Python ints are the cheapest pairs to read, an array of pairs the dearest
+        g.add_edges(zip(self.sources.tolist(), self.targets.tolist(), strict=True))
+        weights = self.weights
+        if self.loops is not None:
+            looped = np.flatnonzero(self.loops > 0)
+            g.add_edges(zip(looped.tolist(), looped.tolist(), strict=True))
+            weights = np.concatenate([weights, self.loops[looped]])
+        g.es["weight"] = weights
+        return g
+
+    def components(self) -> np.ndarray:
+        """The connected component of every node (int64), numbered by first node."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        adjacency = coo_matrix(
+            (np.ones(self.sources.size, dtype=np.int8), (self.sources, self.targets)),
+            shape=(self.n_nodes, self.n_nodes),
+        )
+        return connected_components(adjacency, directed=False)[1].astype(np.int64)
+
+    def modularity(self, membership: np.ndarray, resolution: float = 1.0) -> float:
+        """Weighted modularity of ``membership`` at ``resolution`` (self weights inside their node's community)."""
+        membership = np.asarray(membership, dtype=np.int64)
+        total = float(self.strength.sum())
+        if total <= 0:
+            return float("nan")
+        size = int(membership.max(initial=-1)) + 1
+        inside = membership[self.sources] == membership[self.targets]
+        internal = 2.0 * float(self.weights[inside].sum())
+        if self.loops is not None:
+            internal += 2.0 * float(self.loops.sum())
+        degree = np.bincount(membership, self.strength, size)
+        return internal / total - resolution * float(np.dot(degree, degree)) / (total * total)
+
+    def subgraph(self, members: np.ndarray) -> Graph:
+        """The graph induced by ``members`` (node indices, increasing), its nodes numbered 0.. in that order."""
+        position = np.full(self.n_nodes, -1, dtype=np.int64)
+        position[members] = np.arange(members.size)
+        a, b = position[self.sources], position[self.targets]
+        inside = (a >= 0) & (b >= 0)
+        loops = None if self.loops is None else self.loops[members]
+        return Graph(int(members.size), a[inside], b[inside], self.weights[inside], loops)
+
+
+def build_graph(n_nodes: int, sources: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> Graph:
+    """Undirected weighted graph from edge index arrays (one edge per pair), checked."""
     sources = np.asarray(sources, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64)
@@ -122,31 +213,99 @@ def build_graph(n_nodes: int, sources: np.ndarray, targets: np.ndarray, weights:
             "edge weights must be positive (Leiden's modularity has no meaning for negative weights); "
             "leave edges with similarity <= 0 out of the graph"
         )
-    g = ig.Graph(n=n_nodes, directed=False)
-    # python-igraph reads the edges pair by pair (its memoryview path, in the abi3 wheel, goes through
-    # .tolist() too): tuples of Python ints are the cheapest pairs to read, an array of pairs the dearest
-    g.add_edges(zip(sources.tolist(), targets.tolist(), strict=True))
-    g.es["weight"] = weights
-    return g
+    return Graph(int(n_nodes), sources, targets, weights)
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """A graph with the fixed members of each start community contracted into one node (see :func:`aggregate`).
+
+    Attributes
+    ----------
+    graph
+        The aggregated graph: one super-node per start community that keeps
+        a fixed member (its self weight the weight of the edges among them),
+        then one node per other dataset; edges between two nodes summed.
+    node_of
+        Each original node's node in ``graph`` (int64).
+    start
+        Each node of ``graph``'s start community, numbered ``0..``: a
+        super-node's is its community, a free dataset starts in its start
+        community when it has one, else alone.
+    """
+
+    graph: Graph
+    node_of: np.ndarray
+    start: np.ndarray
+
+
+def aggregate(graph: Graph, start: np.ndarray, free: np.ndarray) -> Aggregation:
+    """Contract ``graph`` by the start communities, leaving the ``free`` nodes (and those with no start) apart.
+
+    Parameters
+    ----------
+    graph
+        The whole graph (no self weights).
+    start
+        One start community per node (any integers), ``-1`` = none.
+    free
+        Boolean mask: nodes that may move on their own. Every other node
+        with a start community moves only with the rest of that community's
+        fixed members.
+    """
+    start = np.asarray(start, dtype=np.int64)
+    free = np.asarray(free, dtype=bool) | (start < 0)
+    n = graph.n_nodes
+    fixed = ~free
+    communities, super_of = np.unique(start[fixed], return_inverse=True)
+    n_super = communities.size
+    node_of = np.empty(n, dtype=np.int64)
+    node_of[fixed] = super_of.ravel()
+    node_of[free] = n_super + np.arange(int(free.sum()), dtype=np.int64)
+    size = n_super + int(free.sum())
+    a, b = node_of[graph.sources], node_of[graph.targets]
+    same = a == b
+    loops = np.bincount(a[same], graph.weights[same], size)
+    lo, hi = np.minimum(a, b)[~same], np.maximum(a, b)[~same]
+    weights = graph.weights[~same]
+    both_super = hi < n_super  # the most edges: counted in a dense square of the super-nodes when it is small
+    if n_super and n_super * n_super <= 4 * max(1, int(both_super.sum())) + 1_000_000:
+        square = np.bincount(lo[both_super] * n_super + hi[both_super], weights[both_super], n_super * n_super)
+        key_super = np.flatnonzero(square)
+        parts = [(key_super // n_super, key_super % n_super, square[key_super])]
+        lo, hi, weights = lo[~both_super], hi[~both_super], weights[~both_super]
+    else:
+        parts = []
+    keys, inverse = np.unique(lo * np.int64(size) + hi, return_inverse=True)
+    parts.append((keys // size, keys % size, np.bincount(inverse.ravel(), weights, keys.size)))
+    sources = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    targets = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    summed = np.concatenate([p[2] for p in parts]).astype(np.float64)
+    order = np.lexsort((targets, sources))
+    aggregated = Graph(size, sources[order], targets[order], summed[order], loops)
+    first_start = np.empty(size, dtype=np.int64)
+    first_start[node_of] = np.where(start >= 0, start, int(start.max(initial=0)) + 1 + np.arange(n))
+    return Aggregation(aggregated, node_of, _canonical(first_start))
 
 
 def _leiden(
-    graph: ig.Graph, resolution: float, seed: int, initial: list[int] | None = None, backend: str = "igraph"
+    graph: Graph, resolution: float, seed: int, initial: list[int] | None = None, backend: str = "igraph"
 ) -> np.ndarray:
     """One Leiden run optimising modularity with a resolution (RB configuration model), to convergence."""
     return _leiden_run(graph, resolution, seed, initial, backend)[0]
 
 
 def _leiden_run(
-    graph: ig.Graph, resolution: float, seed: int, initial: list[int] | None = None, backend: str = "igraph"
+    graph: Graph, resolution: float, seed: int, initial: list[int] | None = None, backend: str = "igraph"
 ) -> tuple[np.ndarray, float | None, float | None]:
     """:func:`_leiden`, and ``_quality`` of the membership returned and of ``initial`` when the run computed
     them (else None): a caller comparing the two need not compute them again (a pass over every edge each)."""
     if graph.ecount() == 0:
         return np.arange(graph.vcount(), dtype=np.int64), None, None
     if backend == "leidenalg":
+        # leidenalg's modularity counts a self weight inside its node's community: it runs on aggregated graphs
         partition = leidenalg.find_partition(
-            graph,
+            graph.igraph,
             leidenalg.RBConfigurationVertexPartition,
             weights="weight",
             resolution_parameter=resolution,
@@ -155,29 +314,35 @@ def _leiden_run(
             initial_membership=initial,
         )
         return np.asarray(partition.membership, dtype=np.int64), None, None
+    # igraph's modularity objective leaves self weights out; CPM with each node's strength (self weight
+    # included) as its node weight and the resolution over the total strength is the same objective with
+    # them in: on a graph without self weights it returns igraph's modularity partitions exactly.
     # igraph draws from the generator set by set_random_number_generator (Python's `random`
     # module by default). igraph's own "until stable" (n_iterations < 0) can loop for ever at
     # very high resolutions, so run one pass at a time, each from a generator seeded afresh
     # (a pass is then a fixed function of its start partition), until a pass changes nothing
     # or gains less than _QUALITY_TOLERANCE (relative) in modularity at this resolution; such a
     # pass's moves are dropped.
+    node_weights = graph.strength.tolist()
+    cpm_resolution = resolution / float(graph.strength.sum())
     membership = _canonical(initial) if initial is not None else None
-    quality = -np.inf if membership is None else _quality(graph, membership, resolution)
+    quality = -np.inf if membership is None else graph.modularity(membership, resolution)
     start_quality = None if membership is None else quality
     try:
         for _ in range(_MAX_LEIDEN_PASSES):
             ig.set_random_number_generator(random.Random(seed))
-            clustering = graph.community_leiden(
-                objective_function="modularity",
+            clustering = graph.igraph.community_leiden(
+                objective_function="CPM",
                 weights="weight",
-                resolution=resolution,
+                node_weights=node_weights,
+                resolution=cpm_resolution,
                 initial_membership=None if membership is None else membership.tolist(),
                 n_iterations=1,
             )
             moved = _canonical(clustering.membership)
             if membership is not None and np.array_equal(moved, membership):
                 break
-            moved_quality = _quality(graph, moved, resolution)
+            moved_quality = graph.modularity(moved, resolution)
             if membership is not None and moved_quality <= quality + _QUALITY_TOLERANCE * max(1.0, abs(quality)):
                 # a pass that gains too little is not taken: the partition returned is then one whose
                 # next pass is refused too, so a re-run from it on the same graph returns it unchanged
@@ -189,15 +354,9 @@ def _leiden_run(
     return membership, quality, start_quality
 
 
-def start_communities(initial_membership) -> np.ndarray:
-    """The start partition :func:`leiden_cluster` runs from, numbered ``0..m-1`` in the order of the given
-    community numbers (int64): the communities it returns when Leiden finds nothing better."""
-    _, codes = np.unique(np.asarray(initial_membership), return_inverse=True)
-    return codes.astype(np.int64).ravel()
-
-
-def _quality(graph: ig.Graph, membership: np.ndarray, resolution: float) -> float:
-    return graph.modularity(membership.tolist(), weights="weight", resolution=resolution)
+def _singletons_apart(clusters: np.ndarray) -> np.ndarray:
+    """Cluster numbers with every unclustered node (``-1``) a community of its own, for modularity."""
+    return np.where(clusters == NO_CLUSTER, clusters.max(initial=-1) + 1 + np.arange(clusters.size), clusters)
 
 
 def _canonical(membership) -> np.ndarray:
@@ -209,7 +368,7 @@ def _canonical(membership) -> np.ndarray:
 
 
 def attach_small_communities(
-    graph: ig.Graph, communities: np.ndarray, min_size: int, max_size: int | None = None
+    graph: Graph, communities: np.ndarray, min_size: int, max_size: int | None = None
 ) -> np.ndarray:
     """Merge every community smaller than ``min_size`` into the neighbour holding most of its edge weight.
 
@@ -232,14 +391,10 @@ def attach_small_communities(
     communities = np.asarray(communities, dtype=np.int64).copy()
     sizes = np.bincount(communities)
     if graph.ecount() == 0 or min_size <= 1 or sizes[sizes > 0].min(initial=min_size) >= min_size:
-        return communities  # nothing to attach: the edge list (every edge, as Python pairs) is not read
-    # the edge list as one flat run of ints: several times faster than an array from the list of pairs
-    flat = itertools.chain.from_iterable(graph.get_edgelist())
-    edges = np.fromiter(flat, dtype=np.int64, count=2 * graph.ecount()).reshape(-1, 2)
-    weights = np.asarray(graph.es["weight"], dtype=np.float64)
-    src = np.concatenate([edges[:, 0], edges[:, 1]])
-    dst = np.concatenate([edges[:, 1], edges[:, 0]])
-    both = np.concatenate([weights, weights])
+        return communities  # nothing to attach
+    src = np.concatenate([graph.sources, graph.targets])
+    dst = np.concatenate([graph.targets, graph.sources])
+    both = np.concatenate([graph.weights, graph.weights])
     for _ in range(communities.size):
         sizes = np.bincount(communities)
         c_src, c_dst = communities[src], communities[dst]
@@ -291,9 +446,9 @@ def _n_clusters(labels: np.ndarray) -> int:
     return int(labels.max(initial=NO_CLUSTER) + 1)
 
 
-def _component_floor(graph: ig.Graph, min_size: int) -> int:
+def _component_floor(graph: Graph, min_size: int) -> int:
     """Clusters no resolution can go below: components of at least ``min_size`` nodes (Leiden never joins two)."""
-    sizes = np.asarray(graph.connected_components().sizes())
+    sizes = np.bincount(graph.components())
     return int((sizes >= min_size).sum())
 
 
@@ -352,7 +507,7 @@ def _search_resolution(graph, start, seed, target, tolerance, min_size, policy, 
 
 
 def stability_scan(
-    graph: ig.Graph,
+    graph: Graph,
     *,
     seed: int = 42,
     min_cluster_size: int = 2,
@@ -391,7 +546,7 @@ def stability_scan(
         agree = [
             adjusted_rand_score(labels[i], labels[j]) for i in range(n_seeds) for j in range(i + 1, n_seeds)
         ]
-        modularity = graph.modularity(labels[0].tolist(), weights="weight") if graph.ecount() else float("nan")
+        modularity = graph.modularity(_singletons_apart(labels[0])) if graph.ecount() else float("nan")
         scan.append(
             {
                 "resolution": float(resolution),
@@ -409,7 +564,7 @@ def stability_scan(
     return chosen["resolution"], scan
 
 
-def _gentlest_split(sub: ig.Graph, resolution: float, seed: int, backend: str) -> tuple[np.ndarray, float]:
+def _gentlest_split(sub: Graph, resolution: float, seed: int, backend: str) -> tuple[np.ndarray, float]:
     """Leiden partition of ``sub`` at (about) the smallest resolution that splits it in two or more parts.
 
     Splitting at the first resolution that splits at all, rather than at a
@@ -458,7 +613,7 @@ def _split_oversize(graph, communities, max_size, resolution, seed, backend):
     while queue:
         community = queue.pop()
         members = np.flatnonzero(communities == community)
-        parts, _ = _gentlest_split(graph.induced_subgraph(members.tolist()), resolution, seed, backend)
+        parts, _ = _gentlest_split(graph.subgraph(members), resolution, seed, backend)
         n_split += 1
         for part in np.unique(parts):
             idx = members[parts == part]
@@ -488,7 +643,7 @@ def cluster_labels(communities: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def leiden_cluster(
-    graph: ig.Graph,
+    graph: Graph,
     resolution: float | str = 1.0,
     *,
     seed: int = 42,
@@ -497,7 +652,8 @@ def leiden_cluster(
     max_cluster_size: int | None = None,
     target_n_clusters: int | None = None,
     target_tolerance: float = 0.1,
-    initial_membership: np.ndarray | None = None,
+    start: np.ndarray | None = None,
+    free: np.ndarray | None = None,
     backend: str = "igraph",
 ) -> ClusteringResult:
     """Cluster a weighted undirected graph with Leiden (modularity with a resolution).
@@ -505,8 +661,8 @@ def leiden_cluster(
     Parameters
     ----------
     graph
-        Undirected igraph graph with an edge attribute ``weight`` (see
-        :func:`build_graph`). Isolated nodes are allowed.
+        The weighted undirected graph (see :func:`build_graph`). Isolated
+        nodes are allowed.
     resolution
         Resolution of the modularity objective (``RBConfigurationVertexPartition``);
         higher gives more, smaller clusters. ``'auto'``: chosen without labels
@@ -540,13 +696,19 @@ def leiden_cluster(
         naming the closest count reached and why.
     target_tolerance
         Relative tolerance for ``target_n_clusters``.
-    initial_membership
-        Optional start partition (one community number per node), e.g. the
-        previous run's clusters: Leiden then moves nodes only where that
-        improves the objective, and its result is kept only when its
-        modularity (at ``resolution``) beats the start's, so an unchanged
-        graph keeps its partition.
-        Not used by the ``target_n_clusters`` search.
+    start
+        Optional start partition (one community number per node, ``-1`` =
+        none), e.g. the last run's communities. Leiden then runs on the
+        aggregated graph (:func:`aggregate`): the members of a start
+        community that are not ``free`` move only together, as one node
+        whose self weight is the weight inside it; the ``free`` nodes move
+        on their own, from their start community. The result is kept only
+        when its modularity (at ``resolution``) beats the start's, so an
+        unchanged graph keeps its partition. Not used by the
+        ``target_n_clusters`` search.
+    free
+        Boolean mask of the nodes that move on their own when ``start`` is
+        given (nodes without a start community always do); default: only those.
     backend
         ``igraph`` (igraph's built-in ``community_leiden``, objective
         modularity) or ``leidenalg`` (``RBConfigurationVertexPartition``):
@@ -572,6 +734,7 @@ def leiden_cluster(
         )
 
     target_reached = None
+    aggregated_nodes = None
     search: list[tuple[float, int]] = []
     scan: list[dict] = []
     if target_n_clusters is not None:
@@ -586,20 +749,24 @@ def leiden_cluster(
             resolution, scan = stability_scan(
                 graph, seed=seed, min_cluster_size=min_cluster_size, small_clusters=small_clusters, backend=backend
             )
-        start = None if initial_membership is None else start_communities(initial_membership)
-        initial = None if start is None else start.tolist()
-        communities, after, before = _leiden_run(graph, resolution, seed, initial, backend=backend)
-        if initial is not None and graph.ecount():
+        if start is None:
+            communities = _leiden(graph, resolution, seed, backend=backend)
+        else:
+            start = np.asarray(start, dtype=np.int64)
+            aggregation = aggregate(graph, start, start < 0 if free is None else free)
+            initial = aggregation.start.tolist()
+            moved, after, before = _leiden_run(aggregation.graph, resolution, seed, initial, backend=backend)
             # keep the start partition unless Leiden found a strictly better one: a re-run on an
             # unchanged graph then changes nothing, whatever order the backend visits nodes in
-            # the igraph backend's run computed both (the start partition's, renumbered: the same value);
-            # the leidenalg backend's did not
+            # (the igraph backend's run computed both qualities; the leidenalg backend's did not)
             if before is None:
-                before = _quality(graph, start, resolution)
+                before = aggregation.graph.modularity(aggregation.start, resolution)
             if after is None:
-                after = _quality(graph, communities, resolution)
+                after = aggregation.graph.modularity(moved, resolution)
             if after <= before + _QUALITY_TOLERANCE * max(1.0, abs(before)):
-                communities = start
+                moved = aggregation.start
+            communities = _canonical(moved[aggregation.node_of])
+            aggregated_nodes = aggregation.graph.n_nodes
 
     n_split = 0
     if max_cluster_size is not None:
@@ -608,17 +775,16 @@ def leiden_cluster(
     clusters, attached = _final_labels(graph, communities, min_cluster_size, small_clusters, max_cluster_size)
     n_attached = int((attached != communities).sum())
     reason = np.full(clusters.size, None, dtype=object)
-    component = np.asarray(graph.connected_components().membership, dtype=np.int64)
+    component = graph.components()
     if clusters.size:
         unclustered = clusters == NO_CLUSTER
-        degree = np.asarray(graph.degree())
+        degree = graph.degree()
         small_component = np.bincount(component)[component] < min_cluster_size
         reason[unclustered & small_component] = "small_component"
         reason[unclustered & ~small_component] = "dissolved"
         reason[unclustered & (degree == 0)] = "no_edge"
     if graph.ecount():
-        final = np.where(clusters == NO_CLUSTER, clusters.max(initial=-1) + 1 + np.arange(clusters.size), clusters)
-        modularity = graph.modularity(final.tolist(), weights="weight")
+        modularity = graph.modularity(_singletons_apart(clusters))
     else:
         modularity = float("nan")
     return ClusteringResult(
@@ -633,4 +799,5 @@ def leiden_cluster(
         unclustered_reason=reason,
         search=search,
         scan=scan,
+        aggregated_nodes=aggregated_nodes,
     )

@@ -343,6 +343,18 @@ class RerunSettings(_Group):
         "Cached embeddings read back from Chroma on every re-run; any difference makes the run read everything.",
         ge=0,
     )
+    leiden_full_every: StrictInt = _setting(
+        10, "a positive integer",
+        "A re-run clusters only what changed (Leiden on the aggregated graph); every this-many runs a full "
+        "Leiden also runs and is taken when it beats the re-run by more than leiden_drift_bound. 1 = every run.",
+        ge=1,
+    )
+    leiden_drift_bound: Number = _setting(
+        0.01, "a number in (0, 1)",
+        "Relative modularity gap that makes a re-run run a full Leiden (below the last full one's) and take it "
+        "(when the full one is this much better).",
+        gt=0, lt=1,
+    )
 
 
 class ReportSettings(_Group):

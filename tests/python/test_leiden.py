@@ -123,8 +123,8 @@ def test_memberships_do_not_depend_on_the_order_of_the_edge_rows(rng):
     x, _ = blobs(rng, n_blobs=4, per_blob=30)
     graph = knn_graph(x, k=6)
     ids = np.array([f"d{i:03d}" for i in range(len(x))])
-    pairs = np.asarray(graph.get_edgelist())
-    edges = pa.table({"source_id": ids[pairs[:, 0]], "target_id": ids[pairs[:, 1]], "weight": graph.es["weight"]})
+    pairs = np.column_stack([graph.sources, graph.targets])
+    edges = pa.table({"source_id": ids[pairs[:, 0]], "target_id": ids[pairs[:, 1]], "weight": graph.weights})
     nodes = pa.table({"dataset_id": ids})
     in_order = cluster_memberships(nodes, edges, resolution=2.0)
     shuffled = cluster_memberships(nodes, edges.take(rng.permutation(edges.num_rows)), resolution=2.0)
@@ -138,11 +138,11 @@ def test_edges_named_by_integer_key_give_the_memberships_of_edges_named_by_id(rn
     graph = knn_graph(x, k=6)
     ids = np.array([f"d{i:03d}" for i in range(len(x))])
     keys = 5 + 3 * rng.permutation(len(x))
-    pairs = np.asarray(graph.get_edgelist())
-    by_id = pa.table({"source_id": ids[pairs[:, 0]], "target_id": ids[pairs[:, 1]], "weight": graph.es["weight"]})
+    pairs = np.column_stack([graph.sources, graph.targets])
+    by_id = pa.table({"source_id": ids[pairs[:, 0]], "target_id": ids[pairs[:, 1]], "weight": graph.weights})
     # oriented by key, as the SQL writes them (source_key < target_key): not always the ids' order
     lo, hi = np.minimum(keys[pairs[:, 0]], keys[pairs[:, 1]]), np.maximum(keys[pairs[:, 0]], keys[pairs[:, 1]])
-    by_key = pa.table({"source_key": lo, "target_key": hi, "weight": graph.es["weight"]})
+    by_key = pa.table({"source_key": lo, "target_key": hi, "weight": graph.weights})
     assert np.any(keys[pairs[:, 0]] > keys[pairs[:, 1]])  # some edges turn round
     owners, others = np.repeat(np.arange(len(x)), 6), np.argsort(-(x @ x.T), axis=1)[:, 1:7].reshape(-1)
     ranks = np.tile(np.arange(1, 7), len(x))
@@ -221,7 +221,8 @@ def test_started_from_its_own_result_a_backend_keeps_it(backend, rng):
     graph = knn_graph(x, k=15)
     first = leiden_cluster(graph, seed=5, backend=backend)
     for seed in (5, 6):
-        warm = leiden_cluster(graph, seed=seed, backend=backend, initial_membership=first.communities)
+        warm = leiden_cluster(graph, seed=seed, backend=backend, start=first.communities,
+                              free=np.ones(graph.vcount(), bool))
         assert adjusted_partition_equal(warm.communities, first.communities)
 
 
@@ -239,7 +240,7 @@ def test_a_rerun_from_its_own_clusters_keeps_them_where_the_last_pass_gained_too
     pair = np.unique(np.minimum(src, near) * n + np.maximum(src, near))
     graph = build_graph(n, pair // n, pair % n, rng.uniform(0.5, 1.0, pair.size))
     first = leiden_cluster(graph, seed=42)
-    again = leiden_cluster(graph, seed=42, initial_membership=first.clusters)
+    again = leiden_cluster(graph, seed=42, start=first.clusters, free=np.ones(n, bool))
     assert adjusted_partition_equal(again.clusters, first.clusters)
 
 
@@ -261,51 +262,153 @@ def test_unknown_backend_names_the_var():
         leiden_cluster(graph, backend="louvain")
 
 
-@pytest.mark.parametrize("edge_weight", ["cosine", "snn"])
-def test_the_last_runs_communities_are_kept_only_where_a_run_would_return_them(rng, edge_weight):
-    """Same graph, settings and start labels: the last result is kept without Leiden; a run is the oracle."""
-    x, _ = blobs(rng, n_blobs=5, per_blob=40, spread=2.5)  # overlapping: Leiden has moves to refuse
-    graph = knn_graph(x, k=8)
-    ids = np.array([f"d{i:03d}" for i in range(len(x))] + ["zz_alone"])  # one dataset without edges
-    pairs = np.asarray(graph.get_edgelist())
-    edges = pa.table({"source_id": ids[pairs[:, 0]], "target_id": ids[pairs[:, 1]], "weight": graph.es["weight"]})
-    owners, others = np.repeat(np.arange(len(x)), 8), np.argsort(-(x @ x.T), axis=1)[:, 1:9].reshape(-1)
-    lists = pa.table({"dataset_id": ids[owners], "neighbor_id": ids[others],
-                      "neighbor_rank": np.tile(np.arange(1, 9), len(x))})
-    nodes = pa.table({"dataset_id": ids})
-    options = {"edge_weight": edge_weight, "snn_k": 8, "neighbors": lists}
-    first = cluster_memberships(nodes, edges, **options)
-    assert first.column("leiden_reused")[0].as_py() is False
+def _modularity_by_igraph(graph, membership, resolution=1.0):
+    """The oracle: igraph's own modularity of the graph rebuilt from its arrays (self weights as loop edges)."""
+    import igraph as ig
 
-    def run(edges, previous, reuse, **more):
-        lines = []
-        kept = cluster_memberships(nodes, edges, previous=previous, reuse=reuse,
-                                   progress=lambda m, **k: lines.append(m), **{**options, **more})
-        ran = cluster_memberships(nodes, edges, previous=previous, **{**options, **more})
-        return kept, ran, any("Leiden not run" in line for line in lines)
+    g = ig.Graph(n=graph.vcount(), edges=np.column_stack([graph.sources, graph.targets]).tolist())
+    weights = list(graph.weights)
+    if graph.loops is not None:
+        looped = np.flatnonzero(graph.loops)
+        g.add_edges([(i, i) for i in looped.tolist()])
+        weights += list(graph.loops[looped])
+    return g.modularity(list(membership), weights=weights, resolution=resolution)
 
-    labels = first.select(["dataset_id", "cluster"])
-    kept, ran, skipped = run(edges, labels, first)
-    assert skipped and kept.column("leiden_reused")[0].as_py() is True
-    assert kept.drop_columns(["leiden_reused"]).equals(ran.drop_columns(["leiden_reused"]))
-    assert kept.column("label_status").to_pylist().count("kept") == len(x)
-    # the dbt model passes a function that returns the last table only for this run's fingerprint
-    asked = []
-    by_function = cluster_memberships(nodes, edges, previous=labels, reuse=lambda f: asked.append(f) or first,
-                                      **options)
-    assert asked == [first["graph_fingerprint"][0].as_py()] and by_function.equals(kept)
-    assert cluster_memberships(nodes, edges, previous=labels, reuse=lambda f: None, **options).equals(ran)
-    # anything that makes the last result not this run's own: Leiden runs, and gives what it gives
-    names = labels["cluster"].to_pylist()
-    other = next(name for name in names if name is not None and name != names[0])
-    moved = labels.set_column(1, "cluster", pa.array([other] + names[1:]))
-    # a cosine weight is the graph's under cosine weights; snn weights come from the lists alone
-    heavier = edges.set_column(2, "weight", pa.array([0.99] + edges["weight"].to_pylist()[1:]))
-    for edges_now, previous, more, same_graph in [
-        (heavier, labels, {}, edge_weight == "snn"), (edges, moved, {}, False),
-        (edges, labels, {"resolution": 1.5}, False), (edges.slice(1), labels, {}, False),
-        (edges, labels, {"seed": 7}, False),
-    ]:
-        kept, ran, skipped = run(edges_now, previous, first, **more)
-        assert skipped == same_graph
-        assert kept.drop_columns(["leiden_reused"]).equals(ran.drop_columns(["leiden_reused"]))
+
+def test_aggregated_graph_keeps_the_modularity_of_every_partition_it_can_express(rng):
+    """Contracting fixed members into super-nodes loses nothing: a partition of super-nodes has the
+    modularity (igraph's, on the whole graph) of the partition it expands to."""
+    from mdc_clustering.leiden import aggregate
+
+    x, _ = blobs(rng, n_blobs=6, per_blob=40, spread=2.5)
+    graph = knn_graph(x, k=10)
+    first = leiden_cluster(graph, seed=1)
+    free = rng.random(graph.vcount()) < 0.1
+    agg = aggregate(graph, first.communities, free)
+    assert agg.graph.vcount() == np.unique(first.communities[~free]).size + free.sum()
+    assert agg.graph.weights.sum() + agg.graph.loops.sum() == pytest.approx(graph.weights.sum())
+    for resolution in (0.5, 1.0, 2.0):
+        for membership in (agg.start, rng.integers(0, 5, agg.graph.vcount())):
+            expanded = membership[agg.node_of]
+            whole = _modularity_by_igraph(graph, expanded, resolution)
+            assert agg.graph.modularity(membership, resolution) == pytest.approx(whole, abs=1e-9)
+            assert _modularity_by_igraph(agg.graph, membership, resolution) == pytest.approx(whole, abs=1e-9)
+            assert graph.modularity(expanded, resolution) == pytest.approx(whole, abs=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["igraph", "leidenalg"])
+def test_a_rerun_from_the_last_communities_moves_only_the_free_datasets_and_keeps_the_rest_together(rng, backend):
+    """New datasets join the communities a fresh run would give them; fixed members never split."""
+    x, truth = blobs(rng, n_blobs=8, per_blob=50, spread=1.5)
+    graph = knn_graph(x, k=12)
+    old = rng.random(len(x)) < 0.95
+    first = leiden_cluster(knn_graph(x[old], k=12), seed=3, backend=backend)
+    start = np.full(len(x), -1)
+    start[old] = first.communities
+    again = leiden_cluster(graph, seed=3, backend=backend, start=start)
+    assert again.aggregated_nodes == np.unique(first.communities).size + (~old).sum()
+    # every last community's members are still together
+    pairs = set(zip(start[old].tolist(), again.communities[old].tolist(), strict=True))
+    assert len(pairs) == np.unique(start[old]).size
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, again.clusters) > 0.95  # the new ones went where they belong
+    fresh = leiden_cluster(graph, seed=3, backend=backend)
+    assert again.modularity == pytest.approx(fresh.modularity, rel=0.01)
+
+
+def test_igraph_cpm_with_strength_weights_is_igraphs_modularity_leiden(rng):
+    """The one Leiden call (CPM, node weight = strength, resolution / total) returns what igraph's
+    modularity objective returns on a graph without self weights, pass for pass."""
+    import random
+
+    x, _ = blobs(rng, n_blobs=10, per_blob=40, spread=2.5)
+    graph = knn_graph(x, k=10)
+    g = graph.igraph
+    for passes in (1, 2, 3):
+        random_state = random.Random(9)
+        import igraph as ig
+
+        ig.set_random_number_generator(random_state)
+        plain = g.community_leiden("modularity", weights="weight", resolution=1.5, n_iterations=passes)
+        ig.set_random_number_generator(random.Random(9))
+        cpm = g.community_leiden("CPM", weights="weight", node_weights=graph.strength.tolist(),
+                                 resolution=1.5 / graph.strength.sum(), n_iterations=passes)
+        ig.set_random_number_generator(random)
+        assert plain.membership == cpm.membership
+
+
+def _rerun_case(rng, n_blobs=6, per_blob=60, spread=2.0, k=10):
+    x, _ = blobs(rng, n_blobs=n_blobs, per_blob=per_blob, spread=spread)
+    ids = np.array([f"d{i:04d}" for i in range(len(x))])
+    graph = knn_graph(x, k=k)
+    edges = pa.table({"source_id": ids[graph.sources], "target_id": ids[graph.targets], "weight": graph.weights})
+    hashes = rng.integers(1, 2**40, len(x))
+    return ids, edges, hashes
+
+
+def test_a_rerun_with_nothing_changed_keeps_every_community_and_label(rng):
+    ids, edges, hashes = _rerun_case(rng)
+    nodes = pa.table({"dataset_id": ids, "embedding_hash": hashes})
+    first = cluster_memberships(nodes, edges)
+    assert first["leiden_path"][0].as_py() == "full" and first["runs_since_full_leiden"][0].as_py() == 0
+    lines = []
+    again = cluster_memberships(nodes, edges, previous=first.select(["dataset_id", "cluster"]), last=first,
+                                progress=lambda m, **k: lines.append(m))
+    assert again["leiden_path"][0].as_py() == "aggregated"
+    assert again["leiden_free_datasets"][0].as_py() == 0
+    assert again["leiden_nodes"][0].as_py() == len(np.unique(first["community"].to_numpy()))
+    assert again["cluster"].to_pylist() == first["cluster"].to_pylist()
+    assert again["community"].to_pylist() == first["community"].to_pylist()
+    assert again["runs_since_full_leiden"][0].as_py() == 1
+    assert any("labels: kept" in line and "merged 0" in line for line in lines)
+
+
+def test_a_changed_embedding_or_an_edited_label_frees_the_dataset_and_new_settings_run_a_full_leiden(rng):
+    ids, edges, hashes = _rerun_case(rng)
+    nodes = pa.table({"dataset_id": ids, "embedding_hash": hashes})
+    first = cluster_memberships(nodes, edges)
+    previous = first.select(["dataset_id", "cluster"])
+    changed = hashes.copy()
+    changed[:3] += 1
+    edited = previous.set_column(1, "cluster", pa.array([None] + previous["cluster"].to_pylist()[1:], pa.string()))
+    again = cluster_memberships(pa.table({"dataset_id": ids, "embedding_hash": changed}), edges,
+                                previous=edited, last=first)
+    assert again["leiden_free_datasets"][0].as_py() == 3  # ds 0 both changed and edited
+    for more, why in [({"resolution": 1.5}, "settings changed"), ({"graph_settings": "k 20"}, "settings changed"),
+                      ({"stable_labels": False}, "stable_labels is off"),
+                      ({"target_n_clusters": 6}, "resolution is searched")]:
+        run = cluster_memberships(nodes, edges, previous=previous, last=first, **more)
+        assert run["leiden_path"][0].as_py() == "full" and why in run["leiden_reason"][0].as_py()
+    # more than half new: a full Leiden
+    half = cluster_memberships(nodes, edges, previous=previous, last=first.slice(0, len(ids) // 3))
+    assert half["leiden_path"][0].as_py() == "full" and "new or changed" in half["leiden_reason"][0].as_py()
+    # a table of an earlier version (no leiden_settings): a full Leiden, saying so
+    old = cluster_memberships(nodes, edges, previous=previous, last=first.drop_columns(["leiden_settings"]))
+    assert "earlier version" in old["leiden_reason"][0].as_py()
+
+
+def test_the_drift_guard_runs_a_full_leiden_on_its_schedule_and_when_modularity_falls(rng):
+    ids, edges, hashes = _rerun_case(rng, spread=2.5)
+    nodes = pa.table({"dataset_id": ids, "embedding_hash": hashes})
+    first = cluster_memberships(nodes, edges)
+    previous = first.select(["dataset_id", "cluster"])
+    runs = [first]
+    for _ in range(3):
+        runs.append(cluster_memberships(nodes, edges, previous=previous, last=runs[-1], full_every=3))
+    assert [r["runs_since_full_leiden"][0].as_py() for r in runs] == [0, 1, 2, 0]
+    checked = runs[-1]["leiden_reason"][0].as_py()
+    assert "leiden_full_every" in checked and "was kept" in checked  # nothing changed: the full one is no better
+    assert runs[-1]["cluster"].to_pylist() == first["cluster"].to_pylist()
+    # a last full Leiden that reached far more than the aggregated result can: the guard runs a full one
+    inflated = first.set_column(first.schema.get_field_index("full_leiden_modularity"), "full_leiden_modularity",
+                                pa.array([0.99] * first.num_rows))
+    guarded = cluster_memberships(nodes, edges, previous=previous, last=inflated)
+    assert "fell more than" in guarded["leiden_reason"][0].as_py()
+    assert guarded["runs_since_full_leiden"][0].as_py() == 0
+    # a bad start (every dataset in its own community but kept apart as super-nodes is impossible to fix
+    # without a full run): the full Leiden is taken
+    scrambled = first.set_column(first.schema.get_field_index("community"), "community",
+                                 pa.array(np.arange(first.num_rows) % 2))
+    taken = cluster_memberships(nodes, edges, previous=previous, last=scrambled, full_every=1)
+    assert taken["leiden_path"][0].as_py() == "full" and "was taken" in taken["leiden_reason"][0].as_py()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -12,14 +12,7 @@ import pyarrow.compute as pc
 
 from ..errors import ClusteringInputError
 from ..labels import match_labels
-from ..leiden import (
-    LEIDEN_RULES_VERSION,
-    NO_CLUSTER,
-    ClusteringResult,
-    build_graph,
-    leiden_cluster,
-    start_communities,
-)
+from ..leiden import LEIDEN_RULES_VERSION, NO_CLUSTER, build_graph, leiden_cluster
 from ..neighbors._common import key_positions, rows_of_keys
 from ..snn import EDGE_WEIGHTS, neighbor_sets, shared_neighbor_weights
 from ._arrow import Progress
@@ -107,6 +100,87 @@ def edge_weights(
     return shared_neighbor_weights(sources, targets, sets)
 
 
+# A re-run lets Leiden move on their own only the datasets that are new, whose embedding changed, or whose
+# label was changed by hand; every other member of a last-run community moves only with that community
+# (benchmarks/RESULTS.md, "Re-runs": freeing their graph neighbours too gave the same modularity at 10-50x the
+# Leiden time). Above this share of free datasets a fresh Leiden runs instead.
+MAX_FREE_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class LeidenPlan:
+    """How :func:`cluster_memberships` runs Leiden this run (see :func:`plan_leiden`).
+
+    Attributes
+    ----------
+    path
+        ``'aggregated'`` (from the last run's communities, on the aggregated
+        graph) or ``'full'`` (a fresh Leiden on the whole graph).
+    reason
+        Why, in words.
+    start, free
+        For ``'aggregated'``: each dataset's last community (-1 = none) and
+        whether it moves on its own.
+    check_full
+        A full Leiden also runs this run, on the schedule (``leiden_full_every``).
+    runs_since_full
+        Runs since the last full Leiden, this one included.
+    reference
+        The modularity the last full Leiden reached (None on the full path).
+    """
+
+    path: str
+    reason: str
+    start: np.ndarray | None = None
+    free: np.ndarray | None = None
+    check_full: bool = False
+    runs_since_full: int = 0
+    reference: float | None = None
+
+
+def plan_leiden(node_ids: pa.Array, hashes: np.ndarray | None, previous_labels: pa.Array, last: pa.Table | None,
+                settings_fingerprint: str, full_every: int) -> LeidenPlan:
+    """Choose this run's Leiden path from the last run's memberships table (``last``, None when there is none).
+
+    Aggregated when the last table was written with the same settings and a
+    re-run's share of free datasets (new, embedding changed: ``hashes``
+    differ from its ``embedding_hash``, or a label that is not the one it
+    gave) is at most :data:`MAX_FREE_SHARE`; every ``full_every``-th run
+    since a full Leiden also runs a full one (``check_full``).
+    """
+    needed = {"dataset_id", "community", "cluster", "embedding_hash", "leiden_settings", "runs_since_full_leiden",
+              "full_leiden_modularity"}
+    if last is None or last.num_rows == 0:
+        return LeidenPlan("full", "first run: no last memberships")
+    if not needed <= set(last.column_names):
+        return LeidenPlan("full", "the last memberships were written by an earlier version")
+    facts = last.slice(0, 1).select(["leiden_settings", "runs_since_full_leiden", "full_leiden_modularity"])
+    facts = facts.to_pylist()[0]
+    if facts["leiden_settings"] != settings_fingerprint or facts["full_leiden_modularity"] is None:
+        return LeidenPlan("full", "the graph or Leiden settings changed since the last run")
+    at = pc.index_in(node_ids, value_set=last.column("dataset_id").combine_chunks().cast(pa.string()))
+    known = pc.is_valid(at).to_numpy(zero_copy_only=False)
+    rows = last.take(pc.fill_null(at, 0))
+    start = np.where(known, pc.fill_null(rows.column("community"), -1).to_numpy(zero_copy_only=False), -1)
+    labels = rows.column("cluster").combine_chunks().cast(pa.string())
+    same_label = pc.fill_null(pc.equal(labels, previous_labels), False)
+    same_label = pc.or_(same_label, pc.and_(pc.is_null(labels), pc.is_null(previous_labels)))
+    free = ~known | ~same_label.to_numpy(zero_copy_only=False)
+    if hashes is not None:
+        stored = pc.fill_null(rows.column("embedding_hash"), 0).to_numpy(zero_copy_only=False)
+        free |= stored != hashes
+    start = np.where(free & ~known, -1, start).astype(np.int64)
+    share = float(free.mean()) if free.size else 0.0
+    if share > MAX_FREE_SHARE:
+        return LeidenPlan("full", f"{share:.0%} of the datasets are new or changed (more than "
+                                  f"{MAX_FREE_SHARE:.0%})")
+    runs = int(facts["runs_since_full_leiden"] or 0) + 1
+    check = runs >= full_every
+    reason = (f"{int(free.sum())} new or changed datasets free, every other dataset moves with its last "
+              f"community; run {runs} since the last full Leiden")
+    return LeidenPlan("aggregated", reason, start, free, check, runs, float(facts["full_leiden_modularity"]))
+
+
 def cluster_memberships(
     nodes: pa.Table,
     edges: pa.Table,
@@ -126,7 +200,10 @@ def cluster_memberships(
     stable_labels: bool = True,
     min_label_overlap: float = 0.3,
     backend: str = "igraph",
-    reuse: pa.Table | Callable[[str], pa.Table | None] | None = None,
+    last: pa.Table | None = None,
+    full_every: int = 10,
+    drift_bound: float = 0.01,
+    graph_settings: str = "",
     progress: Progress = None,
 ) -> pa.Table:
     """Leiden memberships of every node: one row per dataset, edgeless ones included.
@@ -136,7 +213,8 @@ def cluster_memberships(
     nodes
         Table with a ``dataset_id`` column: every dataset of the graph (and
         ``dataset_key``, its integer key, when the edges name datasets by
-        key).
+        key; and ``embedding_hash``, its embedding fingerprint, which the
+        next run compares to find changed embeddings).
     edges
         Table ``source_id``, ``target_id``, ``weight`` (the pair's cosine
         similarity): one row per undirected pair; or ``source_key``,
@@ -155,30 +233,31 @@ def cluster_memberships(
     registry
         ``label_number``: every label number ever handed out.
     stable_labels
-        When true (and ``previous`` holds labels), Leiden starts from the
-        previous clusters and new clusters inherit the label of the previous
-        cluster they match (:func:`mdc_clustering.labels.match_labels`);
-        when false, labels are ``cluster_0..`` by size, as in a first run.
+        When true (and ``previous`` holds labels), new clusters inherit the
+        label of the previous cluster they match
+        (:func:`mdc_clustering.labels.match_labels`), and a re-run starts
+        from ``last``; when false, labels are ``cluster_0..`` by size and
+        Leiden runs afresh, as in a first run.
     min_label_overlap
         Smallest Jaccard overlap for a cluster to keep a previous label.
     backend
         Leiden implementation: ``igraph`` or ``leidenalg`` (see
         :func:`mdc_clustering.leiden.leiden_cluster`).
-    reuse
-        The last run's result (this function's table, as the dbt model
-        stored it), or a function that, given this run's
-        :func:`graph_fingerprint`, returns it when it carries that
-        fingerprint and None otherwise (the dbt model reads no row of its
-        last table unless it can be kept). Its communities are kept, and Leiden does not run, when
-        its ``graph_fingerprint`` is this run's (the same datasets, edges,
-        weights and Leiden settings: :func:`graph_fingerprint`), every
-        dataset's ``previous`` label is the label it gave, and no cluster
-        rule changed its communities (nothing split, attached or dissolved,
-        no small component) and the resolution was neither searched nor
-        scanned. Leiden started from those clusters on that graph would
-        return them unchanged (its last pass was refused or moved nothing,
-        and a pass is a fixed function of its start), so the result is the
-        one a run gives, at none of its cost. Labels are matched as usual.
+    last
+        This function's table from the last run (None on a first run). A
+        re-run runs Leiden from its communities on the aggregated graph
+        (:func:`plan_leiden` says when): the datasets that are new, whose
+        embedding changed or whose label is not the one it gave move on
+        their own, every other dataset only with the rest of its last
+        community. The drift guard: every ``full_every``-th run since the
+        last full Leiden, or when the aggregated result's modularity falls
+        more than ``drift_bound`` (relative) below the last full Leiden's,
+        a full Leiden runs too, and its result is taken when its modularity
+        beats the aggregated one's by more than ``drift_bound``.
+    graph_settings
+        Text naming the settings the edges were built with (threshold,
+        degree, k): a change of it, or of the Leiden settings, makes the
+        run a full one.
 
     Returns
     -------
@@ -189,14 +268,17 @@ def cluster_memberships(
         or 'born'); ``previous_cluster``; ``unclustered_reason`` (see
         :class:`mdc_clustering.leiden.ClusteringResult`); ``community``
         (Leiden community before the small-cluster rule) and
-        ``community_size``; and, the same on every row, the run's
-        ``leiden_resolution``, ``modularity``, ``n_components``,
-        ``target_reached``, ``n_split``, ``n_attached``, ``edge_weight``,
-        ``resolution_scan`` (JSON list, ``resolution='auto'`` only), the
-        label counts ``labels_kept``, ``labels_born``,
-        ``labels_retired``, ``clusters_split``, ``clusters_merged``,
-        ``share_kept_label``, and ``graph_fingerprint``, ``leiden_reused``
-        (see ``reuse``).
+        ``community_size``; ``embedding_hash``; and, the same on every
+        row, the run's ``leiden_resolution``, ``modularity``,
+        ``n_components``, ``target_reached``, ``n_split``, ``n_attached``,
+        ``edge_weight``, ``resolution_scan`` (JSON list,
+        ``resolution='auto'`` only), the label counts ``labels_kept``,
+        ``labels_born``, ``labels_retired``, ``clusters_split``,
+        ``clusters_merged``, ``share_kept_label``, and the Leiden path:
+        ``leiden_path``, ``leiden_reason``, ``leiden_nodes``,
+        ``leiden_free_datasets``, ``runs_since_full_leiden``,
+        ``full_leiden_modularity``, ``aggregated_modularity``,
+        ``leiden_settings``.
     """
     started = time.perf_counter()
     node_ids = nodes.column("dataset_id").combine_chunks()
@@ -205,6 +287,9 @@ def cluster_memberships(
     positions = None
     if "dataset_key" in nodes.column_names:
         positions = key_positions(nodes.column("dataset_key").to_numpy(), "dataset_key")
+    hashes = None
+    if "embedding_hash" in nodes.column_names:
+        hashes = pc.fill_null(nodes.column("embedding_hash"), 0).to_numpy().astype(np.int64)
     sources, targets = edge_endpoints(node_ids, edges, positions)
     similarities = edges.column("weight").to_numpy().astype(np.float64)
     weights = edge_weights(
@@ -220,59 +305,61 @@ def cluster_memberships(
         )
     if not positive.all():
         sources, targets, weights = sources[positive], targets[positive], weights[positive]
-    fingerprint = graph_fingerprint(node_ids, sources, targets, weights, {
+    settings_fingerprint = _settings_fingerprint({
         "resolution": resolution, "seed": seed, "min_cluster_size": min_cluster_size, "small_clusters": small_clusters,
-        "edge_weight": edge_weight, "snn_k": snn_k, "max_cluster_size": max_cluster_size,
-        "target_n_clusters": target_n_clusters, "target_tolerance": target_tolerance, "backend": backend,
+        "edge_weight": edge_weight, "snn_k": snn_k, "max_cluster_size": max_cluster_size, "backend": backend,
+        "graph": graph_settings,
     })
     previous_labels = pa.nulls(len(node_ids), pa.string())
     if previous is not None and stable_labels:
         previous_labels = labels_of(node_ids, previous).cast(pa.string())
     warm = previous_labels.null_count < len(previous_labels)
-    initial = None
-    if warm:
-        # previous clusters as start communities; every other node alone, and so is a node
-        # without edges (it cannot be held in a cluster by its past alone)
-        prev = previous_labels
-        codes = pc.index_in(prev, value_set=pc.unique(prev.drop_null()).sort())
-        codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        degree = np.bincount(sources, minlength=len(node_ids)) + np.bincount(targets, minlength=len(node_ids))
-        alone = len(node_ids) + np.arange(len(node_ids), dtype=np.int64)
-        initial = np.where((codes >= 0) & (degree > 0), codes, alone)
-    result = None
-    if reuse is not None and warm and isinstance(resolution, (int, float)) and target_n_clusters is None:
-        last = reuse(fingerprint) if callable(reuse) else reuse
-        if last is not None:
-            result = _reused(last, node_ids, previous_labels, initial, fingerprint)
-    reused = result is not None
-    if reused:
-        if progress is not None:
-            progress(f"Leiden not run: the graph ({len(sources)} edges), its settings and the labels it starts "
-                     f"from are the last run's; its {result.n_clusters} clusters kept", final=True)
+    if not stable_labels:
+        plan = LeidenPlan("full", "stable_labels is off: a fresh run")
+    elif target_n_clusters is not None or isinstance(resolution, str):
+        plan = LeidenPlan("full", "the resolution is searched (target_n_clusters or resolution auto)")
     else:
-        # edge order fixed, whatever the table's order: by (source, target), as np.lexsort((targets, sources))
-        # gives it (one stable sort of a single key is the same order, and cheaper)
-        key = sources * np.int64(len(node_ids)) + targets
-        if np.any(key[1:] < key[:-1]):
-            order = np.argsort(key, kind="stable")
-            sources, targets, weights = sources[order], targets[order], weights[order]
-        del key
-        graph = build_graph(len(node_ids), sources, targets, weights)
-        if progress is not None:
-            start = "warm start from the previous clusters" if warm else "cold start"
-            progress(f"Leiden ({backend}) on {graph.vcount()} nodes, {graph.ecount()} edges ({start})", final=True)
-        result = leiden_cluster(
-            graph,
-            resolution,
-            seed=seed,
-            min_cluster_size=min_cluster_size,
-            small_clusters=small_clusters,
-            max_cluster_size=max_cluster_size,
-            target_n_clusters=target_n_clusters,
-            target_tolerance=target_tolerance,
-            initial_membership=initial,
-            backend=backend,
-        )
+        plan = plan_leiden(node_ids, hashes, previous_labels, last, settings_fingerprint, full_every)
+    # edge order fixed, whatever the table's order: by (source, target), as np.lexsort((targets, sources))
+    # gives it (one stable sort of a single key is the same order, and cheaper)
+    key = sources * np.int64(len(node_ids)) + targets
+    if np.any(key[1:] < key[:-1]):
+        order = np.argsort(key, kind="stable")
+        sources, targets, weights = sources[order], targets[order], weights[order]
+    del key
+    graph = build_graph(len(node_ids), sources, targets, weights)
+    options = {
+        "seed": seed, "min_cluster_size": min_cluster_size, "small_clusters": small_clusters,
+        "max_cluster_size": max_cluster_size, "backend": backend,
+    }
+    path, reason, aggregated_modularity = plan.path, plan.reason, None
+    if plan.path == "aggregated":
+        result = leiden_cluster(graph, resolution, start=plan.start, free=plan.free, **options)
+        aggregated_modularity = result.modularity
+        drifted = result.modularity < plan.reference - drift_bound * abs(plan.reference)
+        check = plan.check_full or drifted
+        if check:
+            why = (f"run {plan.runs_since_full} since the last full Leiden (leiden_full_every)" if plan.check_full
+                   else f"modularity {result.modularity:.4f} fell more than {drift_bound:g} below the last full "
+                        f"Leiden's {plan.reference:.4f}")
+            full = leiden_cluster(graph, resolution, target_n_clusters=target_n_clusters,
+                                  target_tolerance=target_tolerance, **options)
+            if full.modularity > result.modularity + drift_bound * abs(result.modularity):
+                path, result = "full", full
+                reason = (f"{why}: the full Leiden's modularity {full.modularity:.4f} beat the aggregated "
+                          f"{aggregated_modularity:.4f} by more than {drift_bound:g}, so it was taken")
+            else:
+                reason = (f"{plan.reason}; {why}: the full Leiden's modularity {full.modularity:.4f} is within "
+                          f"{drift_bound:g} of the aggregated {aggregated_modularity:.4f}, which was kept")
+        runs_since_full = 0 if check else plan.runs_since_full
+        reference = full.modularity if check else plan.reference
+    else:
+        result = leiden_cluster(graph, resolution, target_n_clusters=target_n_clusters,
+                                target_tolerance=target_tolerance, **options)
+        runs_since_full, reference = 0, result.modularity
+    if progress is not None:
+        progress(f"Leiden ({backend}, {path}) on {result.aggregated_nodes or graph.vcount()} nodes of "
+                 f"{graph.vcount()} datasets, {graph.ecount()} edges: {reason}", final=True)
     used = set()
     if registry is not None and stable_labels:
         used = {int(x) for x in registry.column("label_number").to_pylist() if x is not None}
@@ -292,6 +379,13 @@ def cluster_memberships(
     status = pa.array(list(matching.status.values()), pa.string()).take(pc.index_in(labels, value_set=named))
     status = pc.if_else(pc.equal(labels, ""), pa.scalar(None, pa.string()), status)
     community_size = np.bincount(result.communities)[result.communities]
+    label_counts = {
+        "labels_kept": matching.kept if warm else 0,
+        "labels_born": matching.born,
+        "labels_retired": matching.retired if warm else 0,
+        "clusters_split": matching.split if warm else 0,
+        "clusters_merged": matching.merged if warm else 0,
+    }
     table = memberships_table(
         {
             "dataset_id": node_ids,
@@ -302,6 +396,7 @@ def cluster_memberships(
             "unclustered_reason": result.unclustered_reason.tolist(),
             "community": result.communities,
             "community_size": community_size,
+            "embedding_hash": hashes,
         },
         {
             "leiden_resolution": result.resolution,
@@ -312,89 +407,33 @@ def cluster_memberships(
             "n_attached": result.n_attached,
             "edge_weight": edge_weight,
             "resolution_scan": json.dumps(result.scan) if result.scan else None,
-            "labels_kept": matching.kept if warm else 0,
-            "labels_born": matching.born,
-            "labels_retired": matching.retired if warm else 0,
-            "clusters_split": matching.split if warm else 0,
-            "clusters_merged": matching.merged if warm else 0,
+            **label_counts,
             "share_kept_label": matching.share_kept if warm else None,
-            "graph_fingerprint": fingerprint,
-            "leiden_reused": reused,
+            "leiden_path": path,
+            "leiden_reason": reason,
+            "leiden_nodes": result.aggregated_nodes or graph.vcount(),
+            "leiden_free_datasets": None if plan.free is None else int(plan.free.sum()),
+            "runs_since_full_leiden": runs_since_full,
+            "full_leiden_modularity": None if reference is None or np.isnan(reference) else reference,
+            "aggregated_modularity": aggregated_modularity,
+            "leiden_settings": settings_fingerprint,
         },
     )
     if progress is not None:
+        events = ", ".join(f"{name.split('_')[1]} {count}" for name, count in label_counts.items())
         progress(
             f"{result.n_clusters} clusters, {int((result.clusters == NO_CLUSTER).sum())} datasets unclustered "
             f"({result.n_attached} attached from too-small communities), "
-            f"modularity {result.modularity:.3f}, resolution {result.resolution:.4g}, "
-            f"labels kept {matching.kept if warm else 0} / born {matching.born} "
-            f"in {time.perf_counter() - started:.1f}s",
+            f"modularity {result.modularity:.3f}, resolution {result.resolution:.4g}; "
+            f"labels: {events} in {time.perf_counter() - started:.1f}s",
             final=True,
         )
     return table
 
 
-def graph_fingerprint(node_ids: pa.Array, sources: np.ndarray, targets: np.ndarray, weights: np.ndarray,
-                      settings: dict) -> str:
-    """What Leiden's communities depend on: the node ids (in order), the edges with their weights (in any order:
-    a sum of mixed 64-bit hashes of the rows) and ``settings``, with :data:`LEIDEN_RULES_VERSION`."""
+def _settings_fingerprint(settings: dict) -> str:
+    """What a partition depends on besides the graph: the settings, with :data:`LEIDEN_RULES_VERSION`."""
     import hashlib
 
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps({**settings, "rules": LEIDEN_RULES_VERSION}, sort_keys=True, default=str).encode())
-    digest.update("\n".join(node_ids.to_pylist()).encode())
-    n = np.uint64(max(len(node_ids), 1))
-    with np.errstate(over="ignore"):
-        rows = _mix(_mix(sources.astype(np.uint64) * n + targets.astype(np.uint64))
-                    ^ np.ascontiguousarray(weights, dtype=np.float64).view(np.uint64))
-        total = rows.sum(dtype=np.uint64)
-    digest.update(np.array([len(node_ids), len(sources), total], dtype=np.uint64).tobytes())
-    return digest.hexdigest()
-
-
-def _mix(z: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, element-wise (uint64, wrapping)."""
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def _reused(reuse: pa.Table, node_ids: pa.Array, previous_labels: pa.Array, initial: np.ndarray,
-            fingerprint: str) -> ClusteringResult | None:
-    """The last run's result as this run's Leiden result (see :func:`cluster_memberships`'s ``reuse``), or None."""
-    needed = {"dataset_id", "cluster", "cluster_number", "unclustered_reason", "community", "graph_fingerprint",
-              "n_split", "n_attached", "leiden_resolution", "modularity", "n_components", "target_reached"}
-    if reuse.num_rows != len(node_ids) or not needed <= set(reuse.column_names):
-        return None
-    facts = reuse.slice(0, 1).to_pylist()[0]
-    if facts["graph_fingerprint"] != fingerprint or facts["n_split"] or facts["n_attached"]:
-        return None
-    at = pc.index_in(node_ids, value_set=reuse.column("dataset_id").combine_chunks().cast(pa.string()))
-    if at.null_count:
-        return None
-    rows = reuse.take(at)
-    labels = rows.column("cluster").combine_chunks().cast(pa.string())
-    same = pc.fill_null(pc.equal(labels, previous_labels), False)
-    both_null = pc.and_(pc.is_null(labels), pc.is_null(previous_labels))
-    if not pc.all(pc.or_(same, both_null)).as_py():
-        return None
-    reasons = rows.column("unclustered_reason").combine_chunks().cast(pa.string())
-    if pc.any(pc.not_equal(reasons, "no_edge")).as_py():  # dissolved or small components: not carried over
-        return None
-    communities = start_communities(initial)  # what a run from these clusters returns
-    stored = rows.column("community").to_numpy(zero_copy_only=False)
-    pairs = np.unique(communities * np.int64(len(node_ids) + 1) + stored)
-    if not (pairs.size == np.unique(communities).size == np.unique(stored).size):
-        return None
-    numbers = rows.column("cluster_number").combine_chunks()
-    clusters = pc.fill_null(numbers, NO_CLUSTER).to_numpy(zero_copy_only=False).astype(np.int64)
-    return ClusteringResult(
-        clusters=clusters,
-        communities=communities,
-        resolution=facts["leiden_resolution"],
-        modularity=float("nan") if facts["modularity"] is None else facts["modularity"],
-        n_components=facts["n_components"],
-        target_reached=facts["target_reached"],
-        unclustered_reason=np.array(reasons.to_pylist(), dtype=object),
-    )
+    text = json.dumps({**settings, "rules": LEIDEN_RULES_VERSION}, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -21,6 +21,7 @@ PER_DATASET_COLUMNS = (
     ("unclustered_reason", pa.string()),
     ("community", pa.int64()),  # Leiden community before the small-cluster rule
     ("community_size", pa.int64()),
+    ("embedding_hash", pa.int64()),  # the embedding it was clustered with: the next run frees it when it changed
 )
 # Facts of the whole run, the same on every row (null where the stage has none).
 RUN_FACT_COLUMNS = (
@@ -41,8 +42,15 @@ RUN_FACT_COLUMNS = (
     ("datasets_placed", pa.int64()),
     ("datasets_left_unplaced", pa.int64()),
     ("placement_seconds", pa.float64()),
-    ("graph_fingerprint", pa.string()),  # what the communities were found on; see cluster_memberships
-    ("leiden_reused", pa.bool_()),  # the last run's communities kept: the graph and settings were the same
+    # the Leiden path (see stages.clustering.cluster_memberships): 'full' or 'aggregated', and why
+    ("leiden_path", pa.string()),
+    ("leiden_reason", pa.string()),
+    ("leiden_nodes", pa.int64()),  # nodes Leiden ran on: the aggregated graph's, or every dataset
+    ("leiden_free_datasets", pa.int64()),  # datasets that moved on their own on the aggregated path
+    ("runs_since_full_leiden", pa.int64()),  # 0 when a full Leiden ran this run
+    ("full_leiden_modularity", pa.float64()),  # the modularity the last full Leiden reached, on its graph
+    ("aggregated_modularity", pa.float64()),  # the aggregated path's modularity on the whole graph
+    ("leiden_settings", pa.string()),  # fingerprint of the settings the partition depends on
 )
 # A run fact is one value held as a dictionary of it (one zero byte a row); DuckDB reads the value type.
 MEMBERSHIPS_SCHEMA = pa.schema(
