@@ -117,7 +117,36 @@ def write_matrix(wh: scale.Warehouse, x_all) -> None:
     out.flush()
 
 
-def measured_build(label: str, wh: scale.Warehouse, truth, extra_vars: dict, *, quiet: bool) -> dict:
+def against_a_fresh_leiden(wh: scale.Warehouse) -> dict:
+    """The build's clusters against a fresh (cold) Leiden on the same graph, run here by the package's own
+    clustering function: modularity of each (resolution 1) and the partitions' ARI."""
+    import duckdb
+    from sklearn.metrics import adjusted_rand_score
+
+    from mdc_clustering.stages.clustering import cluster_memberships
+
+    con = duckdb.connect(str(wh.db), read_only=True)
+    try:
+        nodes = con.execute("select dataset_id, dataset_key from clustering_state.embedding_cache "
+                            "order by dataset_id").to_arrow_table()
+        edges = con.execute("select source_key, target_key, weight from clustering.int_graph_edges_filtered"
+                            ).to_arrow_table()
+        built = con.execute("select dataset_id, coalesce(cluster, '~' || dataset_id) as cluster, modularity "
+                            "from clustering.int_datasets_clustered order by dataset_id").to_arrow_table()
+    finally:
+        con.close()
+    started = time.perf_counter()
+    fresh = cluster_memberships(nodes, edges)
+    seconds = time.perf_counter() - started
+    fresh_labels = [c if c is not None else "~" + d for c, d in zip(fresh["cluster"].to_pylist(),
+                                                                  fresh["dataset_id"].to_pylist(), strict=True)]
+    return {"fresh_modularity": fresh["modularity"][0].as_py(), "fresh_leiden_s": seconds,
+            "build_modularity": built["modularity"][0].as_py(),
+            "ari_vs_fresh": float(adjusted_rand_score(built["cluster"].to_pylist(), fresh_labels))}
+
+
+def measured_build(label: str, wh: scale.Warehouse, truth, extra_vars: dict, *, quiet: bool,
+                   compare: bool = False) -> dict:
     build = scale.run_dbt(wh, extra_vars, quiet=quiet)
     codes, n_clusters, n_unclustered = scale.cluster_assignments(wh)
     report = build["report"]
@@ -135,13 +164,20 @@ def measured_build(label: str, wh: scale.Warehouse, truth, extra_vars: dict, *, 
         "labels_kept": (report.get("labels") or {}).get("share_of_datasets_keeping_label"),
         "ari": scale.agreement(truth[wh.rows], codes)["ari"],
         "clusters": n_clusters,
+        "leiden_path": (report.get("leiden") or {}).get("path"),
+        "leiden_nodes": (report.get("leiden") or {}).get("nodes"),
         "steps": build["steps"],
     }
+    if compare:
+        row.update(against_a_fresh_leiden(wh))
     top = ", ".join(f"{s['name']} {s['seconds']:.1f}" for s in row["steps"][:6])
     print(f"[{label}] wall {row['wall_s']:.1f} s; pull {row['pull']} ({row['read_from_chroma']} read), k-NN "
           f"{row['knn']} ({row['lists_changed']} lists changed); peak RSS {row['peak_rss_gb'] or 0:.2f} GB; "
           f"recall {row['recall']}, labels kept "
-          f"{row['labels_kept']}, ARI {row['ari']:.3f}; slowest: {top}", flush=True)
+          f"{row['labels_kept']}, ARI {row['ari']:.3f}; Leiden {row['leiden_path']} on {row['leiden_nodes']} nodes"
+          + (f" (modularity {row['build_modularity']:.4f}, a fresh Leiden's {row['fresh_modularity']:.4f}, "
+             f"ARI against it {row['ari_vs_fresh']:.3f})" if compare else "")
+          + f"; slowest: {top}", flush=True)
     return row
 
 
@@ -154,8 +190,9 @@ def markdown(res: dict, key: str) -> str:
         f"load average {res['machine']['load_average_at_start']:.2f} at start). Command: `{res['command']}`",
         "",
         "| build | datasets | wall (s) | vs full build of the same data | pull (read from Chroma) | k-NN path "
-        "(lists changed) | recall@k | labels kept | ARI |",
-        "|---|---:|---:|---:|---|---|---:|---:|---:|",
+        "(lists changed) | recall@k | labels kept | ARI | Leiden path (nodes) | modularity / a fresh Leiden's "
+        "| ARI against a fresh Leiden |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|---|---|---:|",
     ]
     full = res["builds"][-1]["wall_s"]
     for b in res["builds"]:
@@ -163,7 +200,10 @@ def markdown(res: dict, key: str) -> str:
         lines.append(
             f"| {b['label']} | {b['n']:,} | {b['wall_s']:.1f} | {share} | {b['pull']} ({b['read_from_chroma']:,}) | "
             f"{b['knn']} ({b['lists_changed']:,}) | {'exact' if b['recall'] is None else format(b['recall'], '.3f')} | "
-            f"{'' if b['labels_kept'] is None else format(b['labels_kept'], '.3f')} | {b['ari']:.3f} |"
+            f"{'' if b['labels_kept'] is None else format(b['labels_kept'], '.3f')} | {b['ari']:.3f} | "
+            f"{b.get('leiden_path')} ({b.get('leiden_nodes') or 0:,}) | "
+            + (f"{b['build_modularity']:.4f} / {b['fresh_modularity']:.4f} | {b['ari_vs_fresh']:.3f} |"
+               if "ari_vs_fresh" in b else " | |")
         )
     if "scanpy" in res:
         s = res["scanpy"]
@@ -178,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", choices=["lowdim", "subspace"], default="lowdim",
+                        help="subspace: each cluster spread in a subspace of its own (no global projection keeps them)")
     parser.add_argument("--var", action="append", type=scale.parse_var, default=[], metavar="KEY=VALUE")
     parser.add_argument("--skip-scanpy", action="store_true")
     parser.add_argument("--results", type=Path)
@@ -191,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join([".venv/bin/python", "benchmarks/rerun.py", *(sys.argv[1:] if argv is None else argv)])
     extra_vars = {"figures": False, **dict(args.var)}  # the pictures are not what a re-run is about
     total = int(args.n * 1.06) + 1
-    spec = SyntheticSpec(n=total, dim=args.dim, clusters=default_clusters(args.n), seed=args.seed, kind="lowdim")
+    spec = SyntheticSpec(n=total, dim=args.dim, clusters=default_clusters(args.n), seed=args.seed, kind=args.kind)
     created = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="mdc-rerun-")) if created else args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -206,8 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         base, one, five = np.split(order, [args.n, args.n + args.n // 100])
         five = five[: args.n * 5 // 100]
         width = max(7, len(str(total - 1)))
-        wh = scale.Warehouse(workdir / "main", np.sort(base), "synthetic_lowdim")
-        saved = args.first_build / f"n{args.n}-d{args.dim}-s{args.seed}" if args.first_build else None
+        wh = scale.Warehouse(workdir / "main", np.sort(base), f"synthetic_{args.kind}")
+        saved = args.first_build / f"{args.kind}-n{args.n}-d{args.dim}-s{args.seed}" if args.first_build else None
         if saved is not None and saved.is_dir():
             shutil.rmtree(wh.root, ignore_errors=True)
             shutil.copytree(saved, wh.root)
@@ -221,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
                 (saved / "first_build.json").write_text(json.dumps(builds[0], default=float))
         add_s = add_rows(wh, x_all, truth, texts, np.sort(one), width)
         builds.append(measured_build(f"re-run after +1% ({len(one):,} new)", wh, truth, extra_vars,
-                                     quiet=args.quiet))
+                                     quiet=args.quiet, compare=True))
         if args.only_first_rerun:
             print(json.dumps(builds[-1], default=float, indent=1))
             return
@@ -236,11 +278,11 @@ def main(argv: list[str] | None = None) -> None:
         add_s += add_rows(wh, x_all, truth, texts, np.sort(five), width)
         remove_s = remove_rows(wh, removed, width)
         builds.append(measured_build(f"re-run after +5% ({len(five):,} new), -0.5% ({len(removed):,} removed)", wh,
-                                     truth, extra_vars, quiet=args.quiet))
+                                     truth, extra_vars, quiet=args.quiet, compare=True))
         builds.append(measured_build("full build of the same data (incremental: false)", wh, truth,
                                      {**extra_vars, "incremental": False}, quiet=args.quiet))
         res = {
-            "title": f"lowdim, N = {args.n:,} (+1%, then +5% -0.5%), d = {args.dim}",
+            "title": f"{args.kind}, N = {args.n:,} (+1%, then +5% -0.5%), d = {args.dim}",
             "date": dt.date.today().isoformat(), "commit": scale.git_commit(), "command": command,
             "machine": machine, "builds": builds, "add_s": add_s, "remove_s": remove_s,
         }
@@ -250,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
             sc = scale.run_scanpy(wh, sample, 2, quiet=args.quiet)
             res["scanpy"] = {"neighbors_s": sc["neighbors_s"], "leiden_s": sc["leiden_s"],
                              "ari": scale.agreement(truth[wh.rows], sc["labels"])["ari"]}
-        key = f"rerun-n{args.n}-d{args.dim}-s{args.seed}"
+        key = f"rerun-{args.kind}-n{args.n}-d{args.dim}-s{args.seed}"
         section = markdown(res, key)
         print("\n" + section)
         (workdir / "rerun.json").write_text(json.dumps(res, default=float, indent=1))

@@ -43,8 +43,8 @@ def model(dbt, session):
     )
 
     # this model's own table from the last run: the communities a re-run starts from (on the aggregated graph)
-    last = None
-    if labels.stable_labels and last_table_has(session, dbt.this, "community"):
+    last = None  # incremental off: a fresh Leiden every run, as every other step runs afresh
+    if labels.stable_labels and settings.reruns.incremental and last_table_has(session, dbt.this, "community"):
         last = session.sql(f"select * from {dbt.this}").to_arrow_table()
     # what the edges were built from: a change of it makes the run a fresh one
     graph_settings = json.dumps({"k_neighbors": settings.knn.k_neighbors, **graph.model_dump()}, sort_keys=True)

@@ -332,7 +332,8 @@ class RerunSettings(_Group):
         True, "true or false",
         "Re-runs read from Chroma only new datasets and those whose text changed (the rest from "
         "clustering_state.embedding_cache, spot-checked), update the stored k-NN lists and the recall "
-        "sample's exact answers for what changed; false = read and search everything every run.",
+        "sample's exact answers for what changed, and run Leiden on the aggregated graph; false = read, search "
+        "and cluster everything afresh every run.",
     )
     incremental_max_change_share: Number = _setting(
         0.2, "a number in [0, 1]",

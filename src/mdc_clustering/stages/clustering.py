@@ -151,7 +151,7 @@ def plan_leiden(node_ids: pa.Array, hashes: np.ndarray | None, previous_labels: 
     needed = {"dataset_id", "community", "cluster", "embedding_hash", "leiden_settings", "runs_since_full_leiden",
               "full_leiden_modularity"}
     if last is None or last.num_rows == 0:
-        return LeidenPlan("full", "first run: no last memberships")
+        return LeidenPlan("full", "no last memberships (a first run, or incremental off)")
     if not needed <= set(last.column_names):
         return LeidenPlan("full", "the last memberships were written by an earlier version")
     facts = last.slice(0, 1).select(["leiden_settings", "runs_since_full_leiden", "full_leiden_modularity"])
