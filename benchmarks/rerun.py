@@ -127,11 +127,11 @@ def against_a_fresh_leiden(wh: scale.Warehouse) -> dict:
 
     con = duckdb.connect(str(wh.db), read_only=True)
     try:
-        nodes = con.execute("select dataset_id, dataset_key from clustering_state.embedding_cache "
+        nodes = con.sql("select dataset_id, dataset_key from clustering_state.embedding_cache "
                             "order by dataset_id").to_arrow_table()
-        edges = con.execute("select source_key, target_key, weight from clustering.int_graph_edges_filtered"
+        edges = con.sql("select source_key, target_key, weight from clustering.int_graph_edges_filtered"
                             ).to_arrow_table()
-        built = con.execute("select dataset_id, coalesce(cluster, '~' || dataset_id) as cluster, modularity "
+        built = con.sql("select dataset_id, coalesce(cluster, '~' || dataset_id) as cluster, modularity "
                             "from clustering.int_datasets_clustered order by dataset_id").to_arrow_table()
     finally:
         con.close()

@@ -210,7 +210,8 @@ pull_summary as (
             reason := any_value(embeddings.pull_reason),
             read_from_chroma := count(*) filter (where embeddings.pulled),
             from_cache := count(*) filter (where not embeddings.pulled),
-            seconds := any_value(embeddings.pull_seconds)
+            seconds := any_value(embeddings.pull_seconds),
+            read_method := any_value(embeddings.pull_read_method)
         ) as pull,
     from embeddings
 

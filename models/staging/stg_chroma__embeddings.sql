@@ -36,6 +36,7 @@ pull as (
         any_value(planned.pull_reason) as pull_reason,
         any_value(planned.plan_seconds)
         + coalesce((select max(pulled.read_seconds) from pulled), 0) as pull_seconds,
+        (select any_value(pulled.read_method) from pulled) as pull_read_method,
     from planned
 
 ),
@@ -55,6 +56,7 @@ embeddings as (
         pull.pull_path,
         pull.pull_reason,
         pull.pull_seconds,
+        pull.pull_read_method,
     from cached
     cross join pull
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from .chroma_direct import DirectSegment, open_segment, verified
 from .errors import ClusteringInputError
 from .validation import check_dimensions, check_embeddings, check_id_overlap, positive_int, row_norms
 
@@ -36,6 +37,7 @@ _CLIENTS: dict[str, object] = {}
 _CLIENTS_LOCK = threading.Lock()
 _SESSIONS = [0]  # chroma_session blocks open in this process
 _MADE_IN_SESSION: set[str] = set()  # stores whose client a session made: closed when the last session ends
+_DIRECT: dict[tuple, tuple] = {}  # (store, collection, files' mtimes) -> (verified segment or None, why)
 
 SAMPLE_HINT = (
     "The pipeline's store comes from MDC_CHROMA_PATH / MDC_CHROMA_COLLECTION (or --vars chroma_path / "
@@ -100,6 +102,7 @@ def chroma_session() -> Iterator[None]:
             if not _SESSIONS[0]:  # the last session: the clients sessions made go
                 closing = [_CLIENTS.pop(key) for key in sorted(_MADE_IN_SESSION) if key in _CLIENTS]
                 _MADE_IN_SESSION.clear()
+                _DIRECT.clear()  # the index files' maps (ids, rows, metadata) go with the clients
         for client in closing:
             close = getattr(client, "close", None)  # chromadb >= 1.1
             if close is not None:
@@ -225,7 +228,8 @@ def list_ids(
     source = f"Chroma collection {name!r} at {path!s}"
     with chroma_session():
         collection = open_collection(path, name, path_var=path_var, name_var=name_var)
-        ids: list[str] = list(collection.get(include=[])["ids"])
+        segment, _ = direct_segment(path, name, collection)
+        ids: list[str] = segment.ids if segment is not None else list(collection.get(include=[])["ids"])
     check_embeddings(ids, np.zeros((len(ids), 1), np.float32) + 1, source=source)  # empty + duplicate ids
     if dataset_ids is not None:  # before the pull: a store of another pipeline stops here
         check_id_overlap(
@@ -258,6 +262,28 @@ def read_items(
                            path_var=path_var, name_var=name_var, processes=processes, whole=whole)
 
 
+def direct_segment(path, name, collection) -> tuple[DirectSegment | None, str]:
+    """The collection's index files (:mod:`mdc_clustering.chroma_direct`) when they hold what ``collection``
+    (``count()``, a sample of ``get``) holds, else None; and how the vectors are read, in words. Kept for the
+    process while the files stay as they were."""
+    store = Path(path).expanduser().resolve()
+    files = [store / "chroma.sqlite3", *sorted(store.glob("*/header.bin"))]
+    stamp = tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
+    key = (str(store), name, stamp)
+    if key not in _DIRECT:
+        segment, why = open_segment(store, name)
+        if segment is not None:
+            differs = verified(segment, collection)
+            if differs is not None:
+                segment, why = None, f"the index files disagree with Chroma: {differs}"
+        how = ("directly from the index files" + (f" ({len(segment.stale)} written since through get())"
+                                                   if segment.stale else "")
+               if segment is not None else f"through get() ({why})")
+        _DIRECT.clear()
+        _DIRECT[key] = (segment, how)
+    return _DIRECT[key]
+
+
 def _read_items(path, name, ids, *, page_size, on_invalid, progress, path_var, name_var, processes,
                 whole=True) -> pa.Table:
     page_size = positive_int("chroma_page_size", page_size)
@@ -272,29 +298,42 @@ def _read_items(path, name, ids, *, page_size, on_invalid, progress, path_var, n
     out_ids = np.asarray(ids, dtype=object)
     doc_ids = np.empty(n, dtype=object)
     types = np.empty(n, dtype=object)
+    segment, how = direct_segment(path, name, collection)
+    at_get = np.arange(n)  # rows read through get(), in id order
+    if segment is not None:
+        direct = np.fromiter((i in segment.row_of for i in ids), dtype=bool, count=n)
+        at_direct, at_get = np.flatnonzero(direct), np.flatnonzero(~direct)
+        if at_direct.size:
+            direct_ids = [ids[i] for i in at_direct.tolist()]
+            matrix = np.empty((n, segment.dim), dtype=np.float32)
+            matrix[at_direct] = segment.vectors(direct_ids)
+            meta = [segment.metadata[i] for i in direct_ids]
+            doc_ids[at_direct] = [m[0] for m in meta]
+            types[at_direct] = [m[1] for m in meta]
+    asked = [ids[i] for i in at_get.tolist()]
     filled = 0
-    processes = _reader_processes(n) if processes is None else positive_int("processes", processes)
+    processes = _reader_processes(len(asked)) if processes is None else positive_int("processes", processes)
     if processes > 1:
-        chunks = [ids[start : start + _PROCESS_CHUNK_ROWS] for start in range(0, n, _PROCESS_CHUNK_ROWS)]
+        chunks = [asked[start : start + _PROCESS_CHUNK_ROWS] for start in range(0, len(asked), _PROCESS_CHUNK_ROWS)]
         pages = _read_in_processes(str(path), name, path_var, name_var, chunks, page_size, processes)
     else:
-        pages = (_read_chunk(collection, source, ids[start : start + page_size], page_size)
-                 for start in range(0, n, page_size))
+        pages = (_read_chunk(collection, source, asked[start : start + page_size], page_size)
+                 for start in range(0, len(asked), page_size))
     for vectors, page_doc_ids, page_types in pages:
-        rows = len(page_doc_ids)
+        rows = at_get[filled : filled + len(page_doc_ids)]
         if matrix is None:
             matrix = np.empty((n, vectors.shape[1]), dtype=np.float32)
         elif vectors.shape[1] != matrix.shape[1]:
             check_dimensions(
-                [ids[0], ids[filled]], [matrix.shape[1], vectors.shape[1]], source=source
+                [ids[0], asked[filled]], [matrix.shape[1], vectors.shape[1]], source=source
             )
-        matrix[filled : filled + rows] = vectors
-        doc_ids[filled : filled + rows] = page_doc_ids
-        types[filled : filled + rows] = page_types
-        filled += rows
+        matrix[rows] = vectors
+        doc_ids[rows] = page_doc_ids
+        types[rows] = page_types
+        filled += len(rows)
         if progress is not None:
-            progress(f"read {filled}/{n} embeddings")
-    assert matrix is not None and filled == n
+            progress(f"read {filled}/{len(asked)} embeddings through get()")
+    assert matrix is not None and filled == len(asked)
 
     norms = row_norms(matrix)  # float64, a slice at a time
     keep = check_embeddings(out_ids, matrix, source=source, on_invalid=on_invalid, norms=norms, whole=whole)
@@ -311,9 +350,10 @@ def _read_items(path, name, ids, *, page_size, on_invalid, progress, path_var, n
             "embedding_norm": pa.array(norms, pa.float64()),
         }
     )
+    table = table.replace_schema_metadata({"read_method": how})
     if progress is not None:
         progress(
-            f"{table.num_rows} embeddings of dimension {dim} from {name!r} "
+            f"{table.num_rows} embeddings of dimension {dim} from {name!r}, {how}, "
             f"in {time.perf_counter() - started:.1f}s",
             final=True,
         )

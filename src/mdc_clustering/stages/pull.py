@@ -214,7 +214,9 @@ def read_planned(path: str, name: str, planned: pa.Table, *, dim: int | None = N
 
     Returns :func:`~mdc_clustering.chroma_reader.read_collection`'s columns
     (sorted by ``dataset_id``) plus ``text_md5``, ``embedding_hash``,
-    ``pulled`` (true) and ``read_seconds`` (the same on every row); no
+    ``pulled`` (true), ``read_seconds`` and ``read_method`` (how the
+    vectors were read: from the index files or through ``get()``, and why;
+    the same on every row); no
     rows when the plan reads nothing (``dim`` then gives the embedding
     type). On the incremental path, embeddings of another dimension than
     ``dim`` (the cache's) stop the run: the cache cannot hold both.
@@ -236,9 +238,11 @@ def read_planned(path: str, name: str, planned: pa.Table, *, dim: int | None = N
             "holds only copies of Chroma's embeddings): `drop table clustering_state.embedding_cache`, then "
             "build again to read every embedding."
         )
+    how = (fresh.schema.metadata or {}).get(b"read_method", b"nothing read").decode()
     table = _with_state_columns(fresh, md5)
     seconds = time.perf_counter() - started
-    return table.append_column("read_seconds", constant_column(seconds, pa.float64(), table.num_rows))
+    return (table.append_column("read_seconds", constant_column(seconds, pa.float64(), table.num_rows))
+            .append_column("read_method", constant_column(how, pa.string(), table.num_rows)))
 
 
 def pull_embeddings(
@@ -295,7 +299,7 @@ def pull_embeddings(
         """What ``step`` reads from Chroma, as the dbt model reads it (``dim``: the type of an empty read)."""
         planned = planned_ids(step, ids, md5, 0.0)
         return read_planned(path, name, planned, dim=dim, page_size=page_size, on_invalid=on_invalid,
-                            progress=progress).drop_columns(["read_seconds"])
+                            progress=progress).drop_columns(["read_seconds", "read_method"])
 
     if plan.path == "full":
         table = read(plan)
