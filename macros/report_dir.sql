@@ -1,6 +1,11 @@
 {#-
-    The folder of this run's report and pictures: reports/clustering/<name>/
-    (relative to where dbt runs), where <name> is the var `report_name`, or
+    The folder of this run's report and pictures: <reports_root>/<name>/,
+    where <reports_root> is the var `reports_root`, by default
+    reports/clustering in the dbt project being run (its --project-dir, else
+    the directory dbt runs in, which is then the project; the host project
+    when this one is installed as a package), made absolute against the
+    shell's working directory ($PWD), so the folder is the same whatever
+    directory dbt is started from. <name> is the var `report_name`, or
     by default `sample` for the project's own sample database
     (data/pipeline.duckdb) and the pipeline's DuckDB file name without its
     extension for any other file (`pipeline` for /x/pipeline.duckdb). So
@@ -31,5 +36,30 @@
 {%- endmacro %}
 
 {% macro report_dir() -%}
-    {{ return('reports/clustering/' ~ report_name()) }}
+    {%- set root = mdc_setting('reports_root') -%}
+    {%- if root is none -%}
+        {%- set project = (invocation_args_dict or {}).get('project_dir') or '' -%}
+        {%- set root = (project | string).rstrip('/') ~ '/reports/clustering' if project else 'reports/clustering' -%}
+    {%- endif -%}
+    {%- set root = root | string -%}
+    {%- if not root.startswith('/') and env_var('PWD', '') -%}
+        {%- set root = env_var('PWD').rstrip('/') ~ '/' ~ root -%}
+    {%- endif -%}
+    {{ return(root.rstrip('/') ~ '/' ~ report_name()) }}
+{%- endmacro %}
+
+{#- On-run-end: the report's and the browser's paths, as the run's last log lines, when the report was written. -#}
+{% macro announce_report(results) -%}
+    {%- if execute -%}
+        {%- set written = results | selectattr('node.name', 'equalto', 'rpt_clustering_summary')
+            | selectattr('status', 'equalto', 'success') | list -%}
+        {%- if written -%}
+            {%- set folder = report_dir() -%}
+            {{ log('report: ' ~ folder ~ '/clustering_report.json', info=true) }}
+            {%- if mdc_setting('figures') -%}
+                {{ log('cluster browser: ' ~ folder ~ '/cluster_browser.html', info=true) }}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif -%}
+    select 1
 {%- endmacro %}

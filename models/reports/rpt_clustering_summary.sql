@@ -9,7 +9,7 @@
     config(
         materialized='table',
         tags=['clustering'],
-        post_hook="copy (select * from {{ this }}) to '{{ report_dir() }}/clustering_report.json' (format json)",
+        post_hook="copy (select * from {{ this }}) to '{{ report_dir() | replace(\"'\", \"''\") }}/clustering_report.json' (format json)",
     )
 }}
 

@@ -232,7 +232,8 @@ def cluster(
             "--profiles-dir", str(project),
             "--target-path", str(root / "target"),
             "--log-path", str(root / "logs"),
-            "--vars", json.dumps({**flat, "report_name": "notebook"}),
+            "--vars", json.dumps({**flat, "report_name": "notebook",
+                                  "reports_root": str(root / "reports" / "clustering")}),
         ]
         if quiet:
             args.insert(0, "--quiet")

@@ -363,8 +363,14 @@ class ReportSettings(_Group):
 
     report_name: str | None = _setting(
         None, "null or a folder name: 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
-        "Report folder under reports/clustering/; null = sample for the sample database, else the DuckDB file's "
+        "Report folder under reports_root; null = sample for the sample database, else the DuckDB file's "
         "name without its extension.",
+    )
+    reports_root: str | None = _setting(
+        None, "null or a path (text without control characters)",
+        "Folder that holds the report folders; null = reports/clustering in the dbt project dbt runs (the host "
+        "project when installed as a package), whatever directory dbt is started from. The run's last log "
+        "lines name the report's absolute path.",
     )
 
     figures: StrictBool = _setting(
@@ -372,6 +378,8 @@ class ReportSettings(_Group):
         "Draw the pictures and the cluster browser on every build (the slowest report step: a t-SNE layout of "
         "at most 50,000 datasets); false = the JSON report and the run history only.",
     )
+
+    _plain_root = field_validator("reports_root")(ChromaSettings._plain_path.__func__)
 
     @field_validator("report_name")
     @classmethod

@@ -96,7 +96,9 @@ class Warehouse:
         """
         chroma = {"chroma_path": self.given(self.chroma), "chroma_collection": self.collection} if chroma_vars else {}
         # the pictures (a t-SNE layout, the slowest report step) only where a test looks at them
-        all_vars = {**chroma, "figures": False, **(vars or {})}
+        # each warehouse's report in its own folder (the default, the dbt project's reports/, is shared)
+        reports = {"reports_root": str(self.root / "reports" / "clustering")}
+        all_vars = {**chroma, "figures": False, **reports, **(vars or {})}
         full_env = {
             **os.environ,
             "MDC_DUCKDB_PATH": self.given(self.db),
@@ -113,7 +115,7 @@ class Warehouse:
         ]
         if all_vars:
             cmd += ["--vars", yaml.safe_dump(all_vars, default_flow_style=True).strip()]
-        # dbt runs from the warehouse's folder: the report lands in its reports/clustering/<db file stem>/
+        # dbt runs from the warehouse's folder; the report lands in its reports/clustering/<db file stem>/
         return cmd, full_env
 
     def given(self, path: Path) -> str:
