@@ -294,9 +294,11 @@ class TermSettings(_Group):
         10, "a positive integer", "Distinctive terms (class-based TF-IDF) per cluster in the clusters mart.", ge=1
     )
     cluster_term_stop_words: list[str] = _setting(
-        ["data", "dataset", "datasets", "https", "http", "www", "doi", "org", "com"],
+        [],
         "a list of words (strings without commas or control characters)",
-        "Words left out of the terms, on top of scikit-learn's English stop words.",
+        "More words left out of the terms, added to scikit-learn's English stop words and the built-in "
+        "data, dataset, datasets, https, http, www, doi, org, com. Frequent words are reduced in any case "
+        "(a term's count enters its score as its square root).",
     )
 
     @field_validator("cluster_term_stop_words")

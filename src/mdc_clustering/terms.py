@@ -6,10 +6,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["TOKEN_PATTERN", "class_tfidf", "cluster_terms", "cluster_terms_of_texts"]
+__all__ = ["DOMAIN_STOP_WORDS", "TOKEN_PATTERN", "class_tfidf", "cluster_terms", "cluster_terms_of_texts"]
 
 # Words of two or more letters: numbers and single letters say little about a topic.
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
+# Left out of every cluster's terms, on top of scikit-learn's English stop words and the setting
+# cluster_term_stop_words: words every dataset description uses.
+DOMAIN_STOP_WORDS = ("data", "dataset", "datasets", "https", "http", "www", "doi", "org", "com")
 
 
 def class_tfidf(
@@ -18,9 +21,13 @@ def class_tfidf(
     """Class-based TF-IDF of one concatenated text per class.
 
     With ``x[c, t]`` the count of term ``t`` in class ``c`` (English stop
-    words and ``extra_stop_words`` removed, uni- and bigrams):
+    words, :data:`DOMAIN_STOP_WORDS` and ``extra_stop_words`` removed, uni-
+    and bigrams):
 
-    - ``tf[c, t] = x[c, t] / sum_t x[c, t]`` (term frequency within the class),
+    - ``tf[c, t] = sqrt(x[c, t]) / sum_t x[c, t]`` (term frequency within
+      the class, frequent words reduced as BERTopic's
+      ``reduce_frequent_words`` does: a word every text uses, "said" in
+      news, no longer outweighs the words that tell the classes apart),
     - ``idf[t] = log(1 + A / sum_c x[c, t])`` with ``A`` the mean number of
       term occurrences per class,
     - ``score = tf * idf``: frequent in the class, rare across classes.
@@ -41,7 +48,7 @@ def class_tfidf(
     per_term = np.asarray(counts.sum(axis=0)).ravel()
     mean_per_class = per_class.mean()
     idf = np.log(1.0 + mean_per_class / per_term)
-    tf = counts.multiply(1.0 / np.maximum(per_class, 1.0)[:, None]).tocsr()
+    tf = counts.sqrt().multiply(1.0 / np.maximum(per_class, 1.0)[:, None]).tocsr()
     scores = tf.multiply(idf[None, :]).tocsr()
     return scores, vectorizer.get_feature_names_out()
 
@@ -78,17 +85,18 @@ def cluster_terms(
 
 
 def _stop_words(extra_stop_words) -> frozenset[str]:
-    """scikit-learn's English stop words and ``extra_stop_words``, lower-cased (the tokens are)."""
+    """scikit-learn's English stop words, :data:`DOMAIN_STOP_WORDS` and ``extra_stop_words``, lower-cased (the
+    tokens are)."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return ENGLISH_STOP_WORDS | {w.lower() for w in extra_stop_words}
+    return ENGLISH_STOP_WORDS | {w.lower() for w in (*DOMAIN_STOP_WORDS, *extra_stop_words)}
 
 
 def _top_terms(texts: list[str], top_n: int, extra_stop_words) -> list[list[tuple[str, float]]]:
     """Each text's ``top_n`` terms by :func:`class_tfidf`'s score (ties by term), without building its matrix.
 
     The same counts and the same float operations as :func:`class_tfidf` (uni- and bigrams of the
-    tokens left after the stop words, ``count * (1 / class total) * idf``), so the same scores to the
+    tokens left after the stop words, ``sqrt(count) * (1 / class total) * idf``), so the same scores to the
     bit; but counted with ``collections.Counter`` one class at a time and ranked by a partial sort,
     where scikit-learn's vectorizer also sorts the whole vocabulary (twice).
     """
@@ -115,7 +123,7 @@ def _top_terms(texts: list[str], top_n: int, extra_stop_words) -> list[list[tupl
     names = list(vocabulary)
     out = []
     for ids, counts, total in zip(per_class_ids, per_class_counts, per_class, strict=True):
-        scores = (counts * (1.0 / max(total, 1.0))) * idf[ids]
+        scores = (np.sqrt(counts) * (1.0 / max(total, 1.0))) * idf[ids]
         if scores.size > top_n:  # every term scoring at least the top_n-th best (ties at the cut included)
             cut = np.partition(scores, scores.size - top_n)[scores.size - top_n]
             keep = np.flatnonzero(scores >= cut)

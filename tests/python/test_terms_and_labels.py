@@ -18,9 +18,9 @@ def test_class_tfidf_matches_a_hand_computation():
     scores, terms = class_tfidf(["apple banana apple", "banana cherry"], ngram_range=(1, 1))
     got = {(c, str(t)): scores[c, j] for c in range(2) for j, t in enumerate(terms) if scores[c, j]}
     # counts A: apple 2, banana 1; B: banana 1, cherry 1 -> mean terms per class 2.5
-    # idf: apple log(1 + 2.5/2), banana log(1 + 2.5/2), cherry log(1 + 2.5/1)
+    # idf: apple log(1 + 2.5/2), banana log(1 + 2.5/2), cherry log(1 + 2.5/1); tf: sqrt(count) / class total
     expected = {
-        (0, "apple"): 2 / 3 * math.log(2.25),
+        (0, "apple"): math.sqrt(2) / 3 * math.log(2.25),
         (0, "banana"): 1 / 3 * math.log(2.25),
         (1, "banana"): 1 / 2 * math.log(2.25),
         (1, "cherry"): 1 / 2 * math.log(3.5),
@@ -246,3 +246,38 @@ def test_cluster_terms_equal_scikit_learns_count_vectorizer_to_the_bit(seed):
             want.append({"cluster": f"c{row}", "term_rank": rank, "term": str(terms[line.indices[j]]),
                          "score": float(line.data[j])})
     assert got.to_pylist() == want
+
+
+def test_a_word_every_cluster_uses_often_leads_no_cluster():
+    """The news case: "said" is in every article, several times; each section's own word must lead it."""
+    import pyarrow as pa
+
+    from mdc_clustering.terms import cluster_terms_of_texts
+
+    rng = np.random.default_rng(0)
+    topics = {"film": ["film", "actor", "director"], "music": ["album", "band", "singer"],
+              "sport": ["match", "goal", "coach"], "politics": ["minister", "vote", "party"]}
+    texts = []
+    for words in topics.values():
+        articles = [" ".join(["said"] * 8 + ["year"] * 2 + list(rng.choice(words, 2))) for _ in range(40)]
+        texts.append(" \n".join(articles))
+    terms = cluster_terms_of_texts(pa.table({"cluster": list(topics), "text": texts}), top_n=3)
+    leaders = {row["cluster"]: row["term"] for row in terms.to_pylist() if row["term_rank"] == 1}
+    assert all(leaders[topic] in words for topic, words in topics.items()), leaders
+    # the square root is what does it: plain counts let "said" lead (8 of every 12 words)
+    plain_scores, plain_terms = _plain_class_tfidf(texts)
+    assert all(plain_terms[row.argmax()] == "said" for row in plain_scores)
+
+
+def _plain_class_tfidf(texts):
+    """c-TF-IDF without the frequent-word reduction, written out: count / class total * log(1 + A / f)."""
+    from collections import Counter
+
+    counts = [Counter(t.split()) for t in texts]
+    vocabulary = sorted(set().union(*counts))
+    total = Counter()
+    for c in counts:
+        total.update(c)
+    mean = np.mean([sum(c.values()) for c in counts])
+    scores = np.array([[c[w] / sum(c.values()) * np.log(1 + mean / total[w]) for w in vocabulary] for c in counts])
+    return scores, vocabulary
