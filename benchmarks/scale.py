@@ -355,7 +355,9 @@ def run_measured(cmd: list[str], *, cwd: Path, env: dict, log: Path, echo: str |
 
 
 def dbt_vars(wh: Warehouse, extra: dict) -> dict:
-    return {"chroma_path": str(wh.chroma), "chroma_collection": wh.collection, **extra}
+    # the report in the warehouse's own folder (the default is the project's reports/, shared by every run)
+    return {"chroma_path": str(wh.chroma), "chroma_collection": wh.collection,
+            "reports_root": str(wh.root / "reports" / "clustering"), **extra}
 
 
 def step_name(unique_id: str) -> str:
