@@ -125,10 +125,13 @@ def open_collection(
         return client.get_collection(name)
     except NotFoundError:
         existing = sorted(c.name for c in client.list_collections())
+        where = ("var chroma_collection or the environment variable MDC_CHROMA_COLLECTION, whichever you set"
+                 if name_var == "chroma_collection" else f"var {name_var}")
+        sample_store = Path(path).expanduser().resolve() == (Path(__file__).resolve().parents[2] / "data" / "chroma")
         raise ClusteringInputError(
             f"Chroma collection {name!r} not found in store {path!s}. "
-            f"Collections there: {existing or 'none'}. Set var {name_var} to one of them. "
-            f"{SAMPLE_HINT}"
+            f"Collections there: {existing or 'none'}. Set {where} to one of them."
+            + (f" {SAMPLE_HINT}" if sample_store else "")
         ) from None
 
 

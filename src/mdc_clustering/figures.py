@@ -14,6 +14,8 @@ from .layout import layout_2d, stratified_rows
 
 __all__ = ["FIGURE_FILES", "MAP_POINTS", "MIN_DRAWN_PER_CLUSTER", "NAMED_CLUSTERS", "project_2d", "write_figures"]
 
+# Up to this many clusters the size chart draws one named bar per cluster; past it, one outline.
+_LABELLED_BARS = 40
 FIGURE_FILES = {
     "similarity": "knn_similarity_distribution.png",
     "sizes": "cluster_sizes.png",
@@ -132,11 +134,18 @@ def write_figures(
     # 2. cluster size distribution
     labels = memberships.column("cluster").to_pylist()
     clustered = [c for c in labels if c is not None]
-    _, sizes = np.unique(np.asarray(clustered, dtype=object), return_counts=True) if clustered else ([], [])
-    sizes = np.sort(np.asarray(sizes))[::-1]
+    names, sizes = (np.unique(np.asarray(clustered, dtype=object), return_counts=True) if clustered
+                    else (np.array([], dtype=object), np.array([], dtype=np.int64)))
+    largest_first = np.argsort(-np.asarray(sizes), kind="stable")
+    names, sizes = names[largest_first], np.asarray(sizes)[largest_first]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
-    # one filled step outline, not a bar per cluster: a million datasets make tens of thousands of clusters
-    if len(sizes):
+    if 0 < len(sizes) <= _LABELLED_BARS:  # one bar per cluster, named, its size on top
+        x = np.arange(len(sizes))
+        bars = left.bar(x, sizes, width=0.8, color="#4c78a8")
+        left.bar_label(bars, fontsize=7, padding=1)
+        left.set_xticks(x, [str(n) for n in names], rotation=60, ha="right", fontsize=7)
+        left.set_xlim(-0.6, len(sizes) - 0.4)
+    elif len(sizes):  # one filled step outline: a million datasets make thousands of clusters
         left.fill_between(np.arange(len(sizes) + 1), np.append(sizes, sizes[-1]), step="post", color="#4c78a8",
                           linewidth=0)
     left.set_xlabel("cluster (largest first)")
@@ -146,6 +155,7 @@ def write_figures(
         bins = np.unique(np.geomspace(1, sizes.max() + 1, 25).astype(int))
         right.hist(sizes, bins=bins, color="#f58518", edgecolor="white")
         right.set_xscale("log")
+        right.yaxis.set_major_locator(plt.MaxNLocator(integer=True))  # counts of clusters
     right.set_xlabel("cluster size (log scale)")
     right.set_ylabel("clusters")
     right.set_title("size distribution")

@@ -74,7 +74,8 @@ def write_history_figure(history: pa.Table, out_dir: str | Path, *, current_run_
                transform=d.get_xaxis_transform(), rotation=90, ha="center", va="center", fontsize=8, color="#555555")
     d.set_title("slowest steps (seconds)")
     for ax in (a, b, c, d):
-        ax.legend(frameon=False, fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a panel with nothing drawn yet (no step times) has no legend
+            ax.legend(frameon=False, fontsize=8)
         ax.grid(alpha=0.3)
     for ax in (c, d):
         ax.set_xlabel("run")
