@@ -24,7 +24,7 @@ def test_one_call_on_the_sample_matrix_gives_the_labels_of_dbt_build(tmp_path):
     matrix = np.asarray(embeddings["embedding"].combine_chunks().flatten().to_numpy(), np.float32).reshape(len(ids), -1)
 
     out = cluster(matrix, ids, [text[i] for i in ids], document_ids=[document[i] for i in ids],
-                  workdir=tmp_path / "notebook")
+                  workdir=tmp_path / "notebook", figures=True)
 
     wh = Warehouse(tmp_path / "dbt")
     wh.dbt("build")
