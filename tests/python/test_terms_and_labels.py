@@ -188,7 +188,7 @@ def test_five_percent_more_datasets_keep_most_labels(rng):
     first = _cluster(list(ids[old]), x[old])
     second = _cluster(list(ids), x, previous=first.select(["dataset_id", "cluster"]))
     share = second.column("share_kept_label")[0].as_py()
-    assert share >= 0.9, share
+    assert share >= 0.95, share
 
 
 def test_placement_agrees_with_a_brute_force_vote(rng):
