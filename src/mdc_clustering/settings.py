@@ -269,7 +269,8 @@ class LabelSettings(_Group):
 
     stable_labels: StrictBool = _setting(
         True, "true or false",
-        "Warm-start Leiden from the previous clusters and keep each matched cluster's label; false = fresh "
+        "Re-run Leiden from the last clusters (only new and changed datasets free) and keep each matched "
+        "cluster's label; false = a fresh Leiden and fresh "
         "labels by size every run (use false while sweeping parameters, so runs are comparable).",
         start_here=True,
     )
