@@ -12,12 +12,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
-
-import numpy as np
-import pyarrow.parquet as pq
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
 def main() -> None:
@@ -27,16 +21,13 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     from mdc_clustering import cluster
+    from mdc_clustering.sample import sample_matrix
 
     print(f"import: {time.perf_counter() - started:.1f} s")
-    embeddings = pq.read_table(SAMPLE / "embeddings.parquet")
-    datasets = pq.read_table(SAMPLE / "datasets.parquet")
-    text = dict(zip(datasets["dataset_id"].to_pylist(), datasets["text"].to_pylist(), strict=True))
-    ids = embeddings["dataset_id"].to_pylist()
-    matrix = np.asarray(embeddings["embedding"].combine_chunks().flatten().to_numpy(), np.float32).reshape(len(ids), -1)
+    ids, matrix, texts = sample_matrix()
     for call in range(args.calls):
         started = time.perf_counter()
-        out = cluster(matrix, ids, [text[i] for i in ids], figures=args.figures)
+        out = cluster(matrix, ids, texts, figures=args.figures)
         print(f"call {call + 1}: {time.perf_counter() - started:.1f} s, {matrix.shape[0]:,} x {matrix.shape[1]}, "
               f"{out.report['clusters']['n_clusters']} clusters")
 

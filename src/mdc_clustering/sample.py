@@ -52,6 +52,7 @@ __all__ = [
     "load_chroma",
     "load_database",
     "main",
+    "sample_matrix",
 ]
 
 DEFAULT_COLLECTION = "rdatasets_help_pages"
@@ -90,6 +91,17 @@ create table if not exists main.engineered_feature_values (
     primary key (dataset_id, document_id, feature_name)
 );
 """
+
+
+def sample_matrix(sample_dir: Path = PROJECT_DATA / "sample") -> tuple[list[str], np.ndarray, list[str | None]]:
+    """The embedded sample as a notebook would hold it: ids, the ``(n, d)`` float32 matrix and each text
+    (read only; nothing is written)."""
+    embeddings = pq.read_table(sample_dir / "embeddings.parquet", columns=["dataset_id", "embedding"])
+    datasets = pq.read_table(sample_dir / "datasets.parquet", columns=["dataset_id", "text"])
+    text = dict(zip(datasets["dataset_id"].to_pylist(), datasets["text"].to_pylist(), strict=True))
+    ids = embeddings["dataset_id"].to_pylist()
+    flat = embeddings["embedding"].combine_chunks().flatten().to_numpy()
+    return ids, np.asarray(flat, dtype=np.float32).reshape(len(ids), -1), [text.get(i) for i in ids]
 
 
 def _insert_datasets_sql(relation: str) -> str:
