@@ -56,8 +56,8 @@ def test_a_host_project_installs_the_package_and_builds_it(tmp_path):
         "MDC_CHROMA_COLLECTION": wh.collection,
     }
 
-    def dbt(*args):
-        result = subprocess.run([DBT, *args], cwd=host, env=env, capture_output=True, text=True)
+    def dbt(*args, cwd=host):
+        result = subprocess.run([DBT, *args], cwd=cwd, env={**env, "PWD": str(cwd)}, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout[-4000:]
         return result
 
@@ -83,8 +83,14 @@ def test_a_host_project_installs_the_package_and_builds_it(tmp_path):
 
     # the package's models, with the host's settings and its table names
     other_features = wh.query("select * from raw.efv order by all")
-    dbt("build", "--select", "package:mdc_clustering", "--vars", json.dumps(TABLE_VARS))
-    report = json.loads((host / "reports" / "clustering" / "host_pipeline" / "clustering_report.json").read_text())
+    # started from another directory: the report still goes to the host project's reports/, and the log says so
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    built = dbt("build", "--select", "package:mdc_clustering", "--vars", json.dumps(TABLE_VARS),
+                "--project-dir", str(host), cwd=elsewhere)
+    report_path = host / "reports" / "clustering" / "host_pipeline" / "clustering_report.json"
+    assert f"report: {report_path}" in built.stdout and not list(elsewhere.iterdir())
+    report = json.loads(report_path.read_text())
     assert report["parameters"]["resolution"] == 2.0  # mdc_resolution; the host's own `resolution: 7` never read
     assert report["leiden"]["resolution_used"] == 2.0
     [(clustered,)] = wh.query("select count(cluster) from raw.ds")
