@@ -102,7 +102,7 @@ def edge_weights(
 
 # A re-run lets Leiden move on their own only the datasets that are new, whose embedding changed, or whose
 # label was changed by hand; every other member of a last-run community moves only with that community
-# (benchmarks/RESULTS.md, "Re-runs": freeing their graph neighbours too gave the same modularity at 10-50x the
+# (benchmarks/RESULTS.md, "Re-runs": freeing their graph neighbours too gave the same modularity at 3-15x the
 # Leiden time). Above this share of free datasets a fresh Leiden runs instead.
 MAX_FREE_SHARE = 0.5
 
@@ -156,8 +156,10 @@ def plan_leiden(node_ids: pa.Array, hashes: np.ndarray | None, previous_labels: 
         return LeidenPlan("full", "the last memberships were written by an earlier version")
     facts = last.slice(0, 1).select(["leiden_settings", "runs_since_full_leiden", "full_leiden_modularity"])
     facts = facts.to_pylist()[0]
-    if facts["leiden_settings"] != settings_fingerprint or facts["full_leiden_modularity"] is None:
+    if facts["leiden_settings"] != settings_fingerprint:
         return LeidenPlan("full", "the graph or Leiden settings changed since the last run")
+    if facts["full_leiden_modularity"] is None:
+        return LeidenPlan("full", "the last run's graph had no edges (no modularity to guard)")
     at = pc.index_in(node_ids, value_set=last.column("dataset_id").combine_chunks().cast(pa.string()))
     known = pc.is_valid(at).to_numpy(zero_copy_only=False)
     rows = last.take(pc.fill_null(at, 0))
