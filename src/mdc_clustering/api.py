@@ -213,8 +213,10 @@ def cluster(
         (e.g. ``{"resolution": 2.0}``); checked before anything runs.
     previous
         ``{dataset_id: label}`` of an earlier run: with ``stable_labels``
-        (default) Leiden starts from it and matched clusters keep their
-        labels (the registry of used label numbers is the work folder's).
+        (default) each cluster that matches one of its clusters keeps that
+        label (the registry of used label numbers is the work folder's).
+        Leiden itself runs afresh: a call keeps no last run to re-cluster
+        from (a pipeline's ``dbt build`` does).
     document_ids
         The document each row is cited from (default: one for all).
     workdir
