@@ -45,7 +45,11 @@ def model(dbt, session):
     # this model's own table from the last run: the communities a re-run starts from (on the aggregated graph)
     last = None  # incremental off: a fresh Leiden every run, as every other step runs afresh
     if labels.stable_labels and settings.reruns.incremental and last_table_has(session, dbt.this, "community"):
-        last = session.sql(f"select * from {dbt.this}").to_arrow_table()
+        # the columns the re-run's plan reads (stages.clustering.plan_leiden); a table of an earlier version
+        # lacks some, and the plan says so and runs a full Leiden
+        columns = ("dataset_id, community, cluster, embedding_hash, leiden_settings, runs_since_full_leiden, "
+                   "full_leiden_modularity" if last_table_has(session, dbt.this, "leiden_settings") else "*")
+        last = session.sql(f"select {columns} from {dbt.this}").to_arrow_table()
     # what the edges were built from: a change of it makes the run a fresh one
     graph_settings = json.dumps({"k_neighbors": settings.knn.k_neighbors, **graph.model_dump()}, sort_keys=True)
     return cluster_memberships(
