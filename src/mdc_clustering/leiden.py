@@ -267,22 +267,9 @@ def aggregate(graph: Graph, start: np.ndarray, free: np.ndarray) -> Aggregation:
     same = a == b
     loops = np.bincount(a[same], graph.weights[same], size)
     lo, hi = np.minimum(a, b)[~same], np.maximum(a, b)[~same]
-    weights = graph.weights[~same]
-    both_super = hi < n_super  # the most edges: counted in a dense square of the super-nodes when it is small
-    if n_super and n_super * n_super <= 4 * max(1, int(both_super.sum())) + 1_000_000:
-        square = np.bincount(lo[both_super] * n_super + hi[both_super], weights[both_super], n_super * n_super)
-        key_super = np.flatnonzero(square)
-        parts = [(key_super // n_super, key_super % n_super, square[key_super])]
-        lo, hi, weights = lo[~both_super], hi[~both_super], weights[~both_super]
-    else:
-        parts = []
-    keys, inverse = np.unique(lo * np.int64(size) + hi, return_inverse=True)
-    parts.append((keys // size, keys % size, np.bincount(inverse.ravel(), weights, keys.size)))
-    sources = np.concatenate([p[0] for p in parts]).astype(np.int64)
-    targets = np.concatenate([p[1] for p in parts]).astype(np.int64)
-    summed = np.concatenate([p[2] for p in parts]).astype(np.float64)
-    order = np.lexsort((targets, sources))
-    aggregated = Graph(size, sources[order], targets[order], summed[order], loops)
+    keys, inverse = np.unique(lo * np.int64(size) + hi, return_inverse=True)  # sorted: source, then target
+    summed = np.bincount(inverse.ravel(), graph.weights[~same], keys.size)
+    aggregated = Graph(size, keys // size, keys % size, summed, loops)
     first_start = np.empty(size, dtype=np.int64)
     first_start[node_of] = np.where(start >= 0, start, int(start.max(initial=0)) + 1 + np.arange(n))
     return Aggregation(aggregated, node_of, _canonical(first_start))
