@@ -127,7 +127,9 @@ def open_collection(
         existing = sorted(c.name for c in client.list_collections())
         where = ("var chroma_collection or the environment variable MDC_CHROMA_COLLECTION, whichever you set"
                  if name_var == "chroma_collection" else f"var {name_var}")
-        sample_store = Path(path).expanduser().resolve() == (Path(__file__).resolve().parents[2] / "data" / "chroma")
+        from .sample import PROJECT_DATA
+
+        sample_store = Path(path).expanduser().resolve() == PROJECT_DATA / "chroma"
         raise ClusteringInputError(
             f"Chroma collection {name!r} not found in store {path!s}. "
             f"Collections there: {existing or 'none'}. Set {where} to one of them."
@@ -267,8 +269,8 @@ def read_items(
 
 def direct_segment(path, name, collection) -> tuple[DirectSegment | None, str]:
     """The collection's index files (:mod:`mdc_clustering.chroma_direct`) when they hold what ``collection``
-    (``count()``, a sample of ``get``) holds, else None; and how the vectors are read, in words. Kept for the
-    process while the files stay as they were."""
+    (``count()``, a sample of ``get``) holds, else None; and how the vectors are read, in words. Kept while a
+    :func:`chroma_session` lasts and the files stay as they were."""
     store = Path(path).expanduser().resolve()
     files = [store / "chroma.sqlite3", *sorted(store.glob("*/header.bin"))]
     stamp = tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
