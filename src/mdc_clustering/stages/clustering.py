@@ -334,6 +334,10 @@ def cluster_memberships(
         "seed": seed, "min_cluster_size": min_cluster_size, "small_clusters": small_clusters,
         "max_cluster_size": max_cluster_size, "backend": backend,
     }
+    def fresh():  # a full Leiden on the whole graph
+        return leiden_cluster(graph, resolution, target_n_clusters=target_n_clusters,
+                              target_tolerance=target_tolerance, **options)
+
     path, reason, aggregated_modularity = plan.path, plan.reason, None
     if plan.path == "aggregated":
         result = leiden_cluster(graph, resolution, start=plan.start, free=plan.free, **options)
@@ -344,8 +348,7 @@ def cluster_memberships(
             why = (f"run {plan.runs_since_full} since the last full Leiden (leiden_full_every)" if plan.check_full
                    else f"modularity {result.modularity:.4f} fell more than {drift_bound:g} below the last full "
                         f"Leiden's {plan.reference:.4f}")
-            full = leiden_cluster(graph, resolution, target_n_clusters=target_n_clusters,
-                                  target_tolerance=target_tolerance, **options)
+            full = fresh()
             if full.modularity > result.modularity + drift_bound * abs(result.modularity):
                 path, result = "full", full
                 reason = (f"{why}: the full Leiden's modularity {full.modularity:.4f} beat the aggregated "
@@ -356,8 +359,7 @@ def cluster_memberships(
         runs_since_full = 0 if check else plan.runs_since_full
         reference = full.modularity if check else plan.reference
     else:
-        result = leiden_cluster(graph, resolution, target_n_clusters=target_n_clusters,
-                                target_tolerance=target_tolerance, **options)
+        result = fresh()
         runs_since_full, reference = 0, result.modularity
     if progress is not None:
         progress(f"Leiden ({backend}, {path}) on {result.aggregated_nodes or graph.vcount()} nodes of "
@@ -417,7 +419,8 @@ def cluster_memberships(
             "leiden_free_datasets": None if plan.free is None else int(plan.free.sum()),
             "runs_since_full_leiden": runs_since_full,
             "full_leiden_modularity": None if reference is None or np.isnan(reference) else reference,
-            "aggregated_modularity": aggregated_modularity,
+            "aggregated_modularity": (None if aggregated_modularity is None or np.isnan(aggregated_modularity)
+                                      else aggregated_modularity),
             "leiden_settings": settings_fingerprint,
         },
     )
